@@ -1,0 +1,42 @@
+# The two commands a newcomer needs:
+#   make serve   install into .venv, save the example ensembler, serve it on :8083
+#   make test    lint, type-check and run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXAMPLE := examples/model
+PORT ?= 8083
+
+.PHONY: install serve example test lint typecheck unit clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+example: $(EXAMPLE)/MLmodel
+
+$(EXAMPLE)/MLmodel: $(VENV)/.installed examples/weighted/ensembler.py examples/weighted/save.py examples/weighted/weights.yaml
+	rm -rf $(EXAMPLE)
+	$(PY) examples/weighted/save.py $(EXAMPLE)
+
+serve: example
+	$(VENV)/bin/pyfunc-ensembler serve $(EXAMPLE) --port $(PORT)
+
+lint: install
+	$(PY) -m ruff check src tests examples $(wildcard bench)
+	$(PY) -m ruff format --check src tests examples $(wildcard bench)
+
+typecheck: install
+	$(PY) -m mypy
+
+unit: install
+	$(PY) -m pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) $(EXAMPLE) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from pyfunc_ensembler.cli import main
+
+sys.exit(main())

@@ -1,0 +1,147 @@
+"""The ASGI front end: a framework-free ASGI 3 application over the core.
+
+The compatibility path: any ASGI server can host it (``uvicorn
+'pyfunc_ensembler.asgi:from_environ' --factory``), and ``serve --server asgi`` runs it
+on uvicorn with uvloop and httptools.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pyfunc_ensembler.core import Core
+from pyfunc_ensembler.errors import EnsemblerError, MethodNotAllowed, NotFound, PayloadTooLarge
+from pyfunc_ensembler.settings import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ENSEMBLE_PATH = "/ensemble"
+_JSON = (b"content-type", b"application/json")
+# Unread bytes still arriving after a 413 are read and dropped up to this much, so
+# that closing the socket does not reset it under a client still sending (the client
+# would then lose the 413); anything larger is answered at once and closed.
+DRAIN_LIMIT = 1024 * 1024
+
+
+class App:
+    """``POST /ensemble`` -> the core; other paths and methods -> JSON 404/405."""
+
+    def __init__(self, core: Core, *, max_body_size: int) -> None:
+        self.core = core
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["path"] != ENSEMBLE_PATH:
+            await _send(send, *self.core.error(NotFound(f"no such path: {scope['path']}")))
+        elif scope["method"] != "POST":
+            error = MethodNotAllowed(f"{ENSEMBLE_PATH} takes POST, not {scope['method']}")
+            await _send(send, *self.core.error(error), ((b"allow", b"POST"),))
+        else:
+            await self._ensemble(scope, receive, send)
+
+    async def _ensemble(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._read_body(scope, receive)
+        except EnsemblerError as error:
+            await _send(send, *self.core.error(error), ((b"connection", b"close"),))
+            return
+        if self.core.is_async:
+            status, answer = await self.core.handle_async(body, scope["headers"])
+        else:
+            status, answer = self.core.handle(body, scope["headers"])
+        await _send(send, status, answer)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_size
+        declared = _content_length(scope["headers"])
+        if declared is not None and declared > limit:
+            if declared - limit <= DRAIN_LIMIT:
+                await _drain(receive)
+            raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise EnsemblerError("the client went away")
+            chunk = message.get("body", b"")
+            more = message.get("more_body", False)
+            size += len(chunk)
+            if size > limit:
+                if more:
+                    await _drain(receive)
+                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not more:
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+async def _drain(receive: Receive, limit: int = DRAIN_LIMIT) -> None:
+    """Read and drop the rest of a body, up to `limit` bytes."""
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+async def _send(
+    send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # The model is loaded before the server starts, so there is nothing to do here.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def from_environ() -> App:
+    """An app for any ASGI server, configured by ``ENSEMBLER_*`` variables (a factory)."""
+    from pyfunc_ensembler.loader import load
+
+    settings = Settings.from_environ()
+    core = Core(load(settings.model_uri, force_mlflow=settings.force_mlflow), debug=settings.debug)
+    return App(core, max_body_size=settings.max_body_size)
+
+
+def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
+    """Serve on the bound `sock` with uvicorn (uvloop, httptools) until a signal stops it."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        App(core, max_body_size=settings.max_body_size),
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+        log_level=settings.log_level,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

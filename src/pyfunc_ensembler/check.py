@@ -1,0 +1,40 @@
+"""``pyfunc-ensembler check``: load a model and, optionally, answer one request with it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from pyfunc_ensembler.core import Core, describe
+from pyfunc_ensembler.loader import load
+from pyfunc_ensembler.settings import Settings
+
+
+def check(settings: Settings, request: Path | None, headers: Sequence[str]) -> int:
+    ensembler = load(settings.model_uri, force_mlflow=settings.force_mlflow)
+    print(orjson.dumps(describe(ensembler)).decode(), file=sys.stderr)
+    if request is None:
+        return 0
+    raw_headers = [_header(h) for h in headers]
+    core = Core(ensembler, debug=True)
+    if core.is_async:
+        import asyncio
+
+        status, answer = asyncio.run(core.handle_async(request.read_bytes(), raw_headers))
+    else:
+        status, answer = core.handle(request.read_bytes(), raw_headers)
+    sys.stdout.write(answer.decode() + "\n")
+    if status != 200:
+        print(f"pyfunc-ensembler: the request was answered with status {status}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _header(text: str) -> tuple[bytes, bytes]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--header {text!r}: write it as NAME=VALUE")
+    return name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")

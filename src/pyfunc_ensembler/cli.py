@@ -1,0 +1,156 @@
+"""The command line: ``pyfunc-ensembler serve | check``.
+
+Options are generated from `Settings`, so each flag has an ``ENSEMBLER_*`` twin and
+one help text. Nothing below this module parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyfunc_ensembler import __version__
+from pyfunc_ensembler.errors import LoadError
+from pyfunc_ensembler.settings import Settings, env_name, parse_value
+
+SERVE_EXAMPLES = """\
+examples:
+  pyfunc-ensembler serve ./my-ensembler                 # a saved model directory, on :8083
+  pyfunc-ensembler serve models:/ensembler/3 --workers 4
+  ENSEMBLER_MODEL_URI=runs:/<run-id>/ensembler pyfunc-ensembler serve
+
+  curl -s localhost:8083/ensemble -H 'Content-Type: application/json' \\
+    -d '{"request": {}, "response": {"route_responses": [{"route": "control", "data": 1}]}}'
+"""
+
+CHECK_EXAMPLES = """\
+examples:
+  pyfunc-ensembler check ./my-ensembler
+  pyfunc-ensembler check ./my-ensembler --request request.json --header Turing-Req-Id=abc
+
+Exit status: 0 when the model loads (and answers the request with 200), 1 otherwise,
+with a one-line reason on stderr. Use it as the dry run of a container build.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        return int(args.run(settings, args))
+    except LoadError as exc:
+        print(f"pyfunc-ensembler: cannot load the model: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"pyfunc-ensembler: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyfunc-ensembler",
+        description="Serve MLflow pyfunc ensemblers to Turing routers, and run them in batch.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    serve = _command(commands, "serve", "Serve POST /ensemble over HTTP.", SERVE_EXAMPLES)
+    _add_settings(serve)
+    serve.set_defaults(run=run_serve)
+    check = _command(
+        commands, "check", "Load a model, optionally answer one request.", CHECK_EXAMPLES
+    )
+    check.add_argument("model_uri", metavar="MODEL_URI", help="MLflow model URI to load.")
+    check.add_argument(
+        "--request", type=Path, metavar="FILE", help="A router request body (JSON) to answer."
+    )
+    check.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="A request header (repeatable).",
+    )
+    check.add_argument(
+        "--force-mlflow", action="store_true", default=None, help=_help("force_mlflow")
+    )
+    check.set_defaults(run=run_check)
+    return parser
+
+
+def _command(commands: Any, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+    return commands.add_parser(  # type: ignore[no-any-return]
+        name,
+        help=summary,
+        description=summary,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _help(name: str) -> str:
+    field = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    return f"{field.metadata['help']} [env {env_name(name)}]"
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    for field in dataclasses.fields(Settings):
+        help_text = (
+            f"{field.metadata['help']} [env {env_name(field.name)}; default {field.default!r}]"
+        )
+        if field.metadata.get("positional"):
+            parser.add_argument(field.name, nargs="?", metavar=field.name.upper(), help=help_text)
+        elif isinstance(field.default, bool):
+            flag = "--" + field.name.replace("_", "-")
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                "--" + field.name.replace("_", "-"),
+                type=_flag_parser(field),
+                choices=field.metadata.get("choices"),
+                metavar=field.name.upper() if not field.metadata.get("choices") else None,
+                default=None,
+                help=help_text,
+            )
+
+
+def _flag_parser(field: dataclasses.Field[Any]) -> Any:
+    def parse(raw: str) -> Any:
+        try:
+            return parse_value(field, raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Settings.from_environ(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from pyfunc_ensembler.serve import serve
+
+    if not settings.model_uri:
+        print(
+            f"pyfunc-ensembler: no model: give MODEL_URI or set {env_name('model_uri')}",
+            file=sys.stderr,
+        )
+        return 2
+    return serve(settings)
+
+
+def run_check(settings: Settings, args: argparse.Namespace) -> int:
+    from pyfunc_ensembler.check import check
+
+    return check(settings, args.request, args.header)

@@ -1,0 +1,118 @@
+"""The one family of errors this package raises, each carrying its HTTP status.
+
+    EnsemblerError (500 internal_error)
+    ├── RequestError (400 bad_request)
+    │   ├── InvalidJSON (400 invalid_json)
+    │   ├── InvalidUTF8 (400 invalid_utf8)
+    │   └── InvalidRequest (400 invalid_request)
+    ├── NotFound (404 not_found)
+    ├── MethodNotAllowed (405 method_not_allowed)
+    ├── RequestTimeout (408 request_timeout)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── HeadersTooLarge (431 headers_too_large)
+    ├── EnsembleFailed (500 ensemble_error)        the ensembler raised
+    ├── SerializationFailed (500 serialization_error)  its answer is not JSON-able
+    ├── Overloaded (503 overloaded)
+    ├── DeadlineExceeded (504 deadline_exceeded)
+    └── LoadError (model_load_error)               the model could not be loaded
+
+Every error reaches a client as one JSON shape, built by `error_body` alone:
+``{"error": {"type": "<type>", "message": "<text>"}}``.  An ensembler may raise
+any of these itself (say `InvalidRequest`) to choose the status of its answer.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import orjson
+
+
+class EnsemblerError(Exception):
+    """Root of every error this package raises."""
+
+    status: int = 500
+    type: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RequestError(EnsemblerError):
+    status = 400
+    type = "bad_request"
+
+
+class InvalidJSON(RequestError):
+    type = "invalid_json"
+
+
+class InvalidUTF8(RequestError):
+    type = "invalid_utf8"
+
+
+class InvalidRequest(RequestError):
+    type = "invalid_request"
+
+
+class NotFound(EnsemblerError):
+    status = 404
+    type = "not_found"
+
+
+class MethodNotAllowed(EnsemblerError):
+    status = 405
+    type = "method_not_allowed"
+
+
+class RequestTimeout(EnsemblerError):
+    status = 408
+    type = "request_timeout"
+
+
+class PayloadTooLarge(EnsemblerError):
+    status = 413
+    type = "payload_too_large"
+
+
+class HeadersTooLarge(EnsemblerError):
+    status = 431
+    type = "headers_too_large"
+
+
+class EnsembleFailed(EnsemblerError):
+    type = "ensemble_error"
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> EnsembleFailed:
+        error = cls(f"{type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+
+
+class SerializationFailed(EnsemblerError):
+    type = "serialization_error"
+
+
+class Overloaded(EnsemblerError):
+    status = 503
+    type = "overloaded"
+
+
+class DeadlineExceeded(EnsemblerError):
+    status = 504
+    type = "deadline_exceeded"
+
+
+class LoadError(EnsemblerError):
+    type = "model_load_error"
+
+
+def error_body(error: EnsemblerError, *, debug: bool = False) -> bytes:
+    """The JSON a client receives for `error`; a traceback only when debugging."""
+    detail: dict[str, object] = {"type": error.type, "message": error.message}
+    cause = error.__cause__
+    if debug and cause is not None:
+        detail["traceback"] = traceback.format_exception(cause)
+    return orjson.dumps({"error": detail})

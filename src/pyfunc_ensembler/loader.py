@@ -1,0 +1,231 @@
+"""MLflow model URI -> a ready `Ensembler`.
+
+Two ways in, the lean one first:
+
+- **lean** (a local model directory whose pyfunc flavour holds a pickled
+  `PythonModel` subclass of our `PyFunc` or Turing's): read ``MLmodel``, put its code
+  on ``sys.path``, unpickle ``python_model.pkl`` with both base classes mapped onto
+  `EnsemblerBase`, and call `load_context`. Neither MLflow nor pandas is imported,
+  which saves seconds and ~170 MB per worker.
+- **mlflow**: everything else (``runs:/``, ``models:/``, remote stores, other
+  flavours, pickles that need MLflow), through ``mlflow.pyfunc.load_model``. Turing's
+  SDK cannot be installed beside MLflow 3, so ``turing.ensembler`` is provided by a
+  stand-in module whose ``PyFunc`` is ours.
+
+For `PyFunc` subclasses the server calls `ensemble` directly; any other pyfunc
+model is called through its ``predict({"headers": ..., "body": ...})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pickle
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyfunc_ensembler.base import EnsemblerBase
+from pyfunc_ensembler.contract import Headers, ensemble_args
+from pyfunc_ensembler.errors import EnsemblerError, LoadError
+from pyfunc_ensembler.signature import EnsembleCall, bind_ensemble, is_async
+
+BodyCall = Callable[[Any, Headers], Any]
+"""``call(decoded body, headers) -> answer`` (an awaitable when `is_async`)."""
+
+_BASE_CLASSES = {
+    ("pyfunc_ensembler.sdk", "PyFunc"),
+    ("turing.ensembler", "PyFunc"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    uri: str
+    ensembler_class: str
+    loader: str
+    """``lean`` or ``mlflow``: how the model was loaded."""
+    calls: str
+    """``ensemble`` (called directly) or ``predict`` (through MLflow's wrapper)."""
+    python_version: str | None
+    load_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Ensembler:
+    """A loaded model, ready to answer: the one thing front ends and batch engines need."""
+
+    call: BodyCall
+    is_async: bool
+    info: ModelInfo
+    python_model: Any
+    ensemble: EnsembleCall | None
+    """The adapted `ensemble` of a `PyFunc` model (``None`` for other pyfunc models)."""
+
+
+class _NeedsMlflow(Exception):
+    """The lean path cannot load this model; MLflow's loader must."""
+
+
+def load(uri: str, *, force_mlflow: bool = False) -> Ensembler:
+    """Load the model at `uri`; any failure is a `LoadError` with a one-line reason."""
+    started = time.perf_counter()
+    try:
+        path = _local_dir(uri)
+        if path is not None and not force_mlflow:
+            try:
+                return _load_lean(uri, path, started)
+            except _NeedsMlflow:
+                pass
+        return _load_mlflow(uri, started)
+    except EnsemblerError:
+        raise
+    except Exception as exc:
+        raise LoadError(_reason(exc)) from exc
+
+
+def _local_dir(uri: str) -> Path | None:
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri or uri.startswith(("runs:/", "models:/")):
+        return None
+    path = Path(uri)
+    if not path.exists():
+        raise LoadError(f"no model at '{uri}': the path does not exist")
+    if not (path / "MLmodel").is_file():
+        raise LoadError(f"no MLflow model at '{uri}': it has no MLmodel file")
+    return path.resolve()
+
+
+def _load_lean(uri: str, path: Path, started: float) -> Ensembler:
+    conf = _pyfunc_conf(path)
+    if conf.get("loader_module") != "mlflow.pyfunc.model" or "python_model" not in conf:
+        raise _NeedsMlflow
+    check_python_version(conf.get("python_version"))
+    if conf.get("code"):
+        sys.path.insert(0, str(path / conf["code"]))
+    with open(path / conf["python_model"], "rb") as file:
+        model = _LeanUnpickler(file).load()
+    if not isinstance(model, EnsemblerBase):
+        raise _NeedsMlflow
+    artifacts = {name: str(path / a["path"]) for name, a in (conf.get("artifacts") or {}).items()}
+    model.load_context(
+        types.SimpleNamespace(artifacts=artifacts, model_config=conf.get("model_config") or {})
+    )
+    return _direct(uri, model, "lean", conf.get("python_version"), started)
+
+
+def _pyfunc_conf(path: Path) -> dict[str, Any]:
+    with open(path / "MLmodel") as file:
+        mlmodel = yaml.safe_load(file) or {}
+    conf = (mlmodel.get("flavors") or {}).get("python_function")
+    if not isinstance(conf, dict):
+        raise LoadError(f"'{path}' has no python_function flavour: it is not a pyfunc model")
+    return conf
+
+
+class _LeanUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _BASE_CLASSES:
+            return EnsemblerBase
+        if module == "mlflow" or module.startswith("mlflow."):
+            raise _NeedsMlflow
+        try:
+            return super().find_class(module, name)
+        except ModuleNotFoundError as exc:
+            if exc.name in ("turing", "pandas", "numpy") or (exc.name or "").startswith("turing."):
+                # Probably the pickle needs what the MLflow path provides (or imports).
+                raise _NeedsMlflow from exc
+            raise
+
+
+def check_python_version(saved: str | None) -> None:
+    """Refuse a model pickled on another minor Python: its by-value code cannot load here."""
+    if not saved:
+        return
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if ".".join(str(saved).split(".")[:2]) != running:
+        raise LoadError(
+            f"the ensembler was saved with Python {saved} and this is Python {running}: "
+            f"serve it with Python {'.'.join(str(saved).split('.')[:2])}"
+        )
+
+
+def _load_mlflow(uri: str, started: float) -> Ensembler:
+    _provide_turing_sdk()
+    import mlflow.pyfunc
+
+    pyfunc_model = mlflow.pyfunc.load_model(uri)
+    try:
+        python_model = pyfunc_model.unwrap_python_model()
+    except Exception:
+        python_model = None
+    version = (
+        getattr(pyfunc_model.metadata, "flavors", {})
+        .get("python_function", {})
+        .get("python_version")
+    )
+    if isinstance(python_model, EnsemblerBase):
+        return _direct(uri, python_model, "mlflow", version, started)
+    predict = pyfunc_model.predict
+
+    def call(body: Any, headers: Headers) -> Any:
+        return predict({"headers": headers, "body": body})
+
+    kind = type(python_model if python_model is not None else pyfunc_model)
+    info = ModelInfo(
+        uri, _qualname(kind), "mlflow", "predict", version, time.perf_counter() - started
+    )
+    return Ensembler(call, False, info, python_model, None)
+
+
+def _direct(
+    uri: str, model: EnsemblerBase, loader: str, version: str | None, started: float
+) -> Ensembler:
+    ensemble = bind_ensemble(model.ensemble)
+
+    def call(body: Any, headers: Headers) -> Any:
+        return ensemble(*ensemble_args(body), headers)
+
+    info = ModelInfo(
+        uri, _qualname(type(model)), loader, "ensemble", version, time.perf_counter() - started
+    )
+    return Ensembler(call, is_async(model.ensemble), info, model, ensemble)
+
+
+def _provide_turing_sdk() -> None:
+    """Make ``turing.ensembler.PyFunc`` importable (as ours) when turing-sdk is absent."""
+    if "turing.ensembler" in sys.modules or importlib.util.find_spec("turing") is not None:
+        return
+    from pyfunc_ensembler.sdk import PyFunc
+
+    package = types.ModuleType("turing")
+    package.__path__ = []
+    module = types.ModuleType("turing.ensembler")
+    module.PyFunc = PyFunc  # type: ignore[attr-defined]
+    module.EnsemblerBase = EnsemblerBase  # type: ignore[attr-defined]
+    package.ensembler = module  # type: ignore[attr-defined]
+    sys.modules.update({"turing": package, "turing.ensembler": module})
+
+
+def _qualname(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a model failed to load, for people, not a traceback."""
+    if isinstance(exc, ModuleNotFoundError):
+        return f"the ensembler needs the module '{exc.name}', which is not installed here"
+    if isinstance(exc, FileNotFoundError):
+        return f"a file the model needs is missing: {exc.filename or exc}"
+    if isinstance(exc, TypeError) and "code" in str(exc):
+        return f"the pickled ensembler was made by another Python version ({exc})"
+    if isinstance(exc, (pickle.UnpicklingError, EOFError, AttributeError)):
+        return f"the pickled ensembler cannot be loaded: {type(exc).__name__}: {exc}"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first_line}".rstrip(": ")

@@ -1,0 +1,54 @@
+"""Start serving: load the model once, bind the port, run the front end in 1..N workers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import socket
+
+from pyfunc_ensembler import logging as ensembler_logging
+from pyfunc_ensembler.core import Core, describe
+from pyfunc_ensembler.loader import load
+from pyfunc_ensembler.settings import Settings
+from pyfunc_ensembler.supervisor import Supervisor, bind
+
+logger = logging.getLogger("pyfunc_ensembler.serve")
+
+FRONT_ENDS = {"asgi": "pyfunc_ensembler.asgi"}
+
+
+def serve(settings: Settings) -> int:
+    ensembler_logging.configure(settings)
+    ensembler = load(settings.model_uri, force_mlflow=settings.force_mlflow)
+    core = Core(ensembler, debug=settings.debug)
+    front_end = importlib.import_module(FRONT_ENDS[settings.server])
+    sock = bind(settings.host, settings.port)
+    logger.info(
+        "serving %s on %s:%d (%s front end, %d workers)",
+        describe(ensembler),
+        settings.host,
+        settings.port,
+        settings.server,
+        settings.workers,
+    )
+
+    def run(listening: socket.socket) -> None:
+        front_end.serve(listening, core, settings)
+
+    if settings.workers <= 1:
+        _return_after_shutdown()
+        run(sock)
+        return 0
+    return Supervisor(sock, run, settings.workers).run()
+
+
+def _return_after_shutdown() -> None:
+    """Make SIGTERM/SIGINT end a one-process server with status 0 once it has drained.
+
+    uvicorn shuts down gracefully on these signals, then re-raises the signal with the
+    handlers it found at start; with these no-op handlers the re-raise is harmless and
+    `serve` returns normally instead of dying by the signal.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)

@@ -1,0 +1,76 @@
+"""One typed settings object, built once at start-up and passed down.
+
+Every field is a command-line option (``--max-body-size``) and an environment
+variable (``ENSEMBLER_MAX_BODY_SIZE``); a flag beats the variable, which beats the
+default. ``LOG_LEVEL``, Turing's only setting, is honoured when
+``ENSEMBLER_LOG_LEVEL`` is unset. Only `cli` reads flags and `from_environ`
+reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "ENSEMBLER_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _field(default: Any, help: str, **meta: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    model_uri: str = _field(
+        "",
+        "MLflow model URI: a local directory, runs:/…, models:/name/version, s3://…",
+        positional=True,
+    )
+    host: str = _field("0.0.0.0", "Address to bind.")
+    port: int = _field(8083, "Port to listen on (Turing's router calls 8083).")
+    workers: int = _field(1, "Worker processes sharing the port; a dead worker is replaced.")
+    server: str = _field("asgi", "Front end: 'asgi' (uvicorn).", choices=("asgi",))
+    log_level: str = _field("warning", "Log level.", choices=LOG_LEVELS)
+    max_body_size: int = _field(16 * 1024 * 1024, "Largest request body in bytes (413 above).")
+    force_mlflow: bool = _field(
+        False, "Load through mlflow.pyfunc even when the lean loader could."
+    )
+    debug: bool = _field(False, "Put tracebacks in error answers (never in production).")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``ENSEMBLER_*`` variables, then `overrides` (from flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(env_name(field.name))
+            if raw is None and field.name == "log_level":
+                raw = environ.get("LOG_LEVEL")
+            if raw is not None:
+                values[field.name] = parse_value(field, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def parse_value(field: dataclasses.Field[Any], raw: str) -> Any:
+    """Read one setting from text, as it comes from the environment."""
+    kind: type[Any] = type(field.default)
+    if kind is bool:
+        if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise ValueError(f"{env_name(field.name)}={raw!r} is not a boolean")
+        return raw.lower() in ("1", "true", "yes", "on")
+    try:
+        value = kind(raw.lower() if field.name == "log_level" else raw)
+    except ValueError:
+        raise ValueError(f"{env_name(field.name)}={raw!r} is not a valid {kind.__name__}") from None
+    choices = field.metadata.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"{env_name(field.name)}={raw!r}: choose one of {', '.join(choices)}")
+    return value

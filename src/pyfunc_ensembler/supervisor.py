@@ -1,0 +1,109 @@
+"""Run N worker processes on one listening socket, and replace any that dies.
+
+The model is loaded once in this process, then each worker is forked from it, so
+workers share the model's memory pages (copy-on-write) and none takes traffic before
+its model is ready. A worker that exits for any reason (an ensembler calling
+``os._exit(3)``, SIGKILL, a segfault) is replaced; uvicorn's own supervisor instead
+stops the whole server when a worker exits with code 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from types import FrameType
+
+logger = logging.getLogger("pyfunc_ensembler.supervisor")
+
+Serve = Callable[[socket.socket], None]
+
+# A worker that dies sooner than this after its start counts as crash-looping.
+_MIN_LIFETIME = 1.0
+_MAX_BACKOFF = 5.0
+
+
+def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """Bind the listening socket in the supervisor, so workers inherit it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    def __init__(self, sock: socket.socket, serve: Serve, workers: int) -> None:
+        self.sock = sock
+        self.serve = serve
+        self.workers = workers
+        self.children: dict[int, float] = {}
+        self.stopping = False
+        self.backoff = 0.0
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for _ in range(self.workers):
+            self._spawn()
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            started = self.children.pop(pid, None)
+            if started is not None and not self.stopping:
+                self._replace(pid, status, started)
+        return 0
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            self._child()
+        self.children[pid] = time.monotonic()
+
+    def _child(self) -> None:
+        code = 1
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            self.serve(self.sock)
+            code = 0
+        except BaseException:
+            logger.exception("worker %d failed", os.getpid())
+        finally:
+            os._exit(code)
+
+    def _replace(self, pid: int, status: int, started: float) -> None:
+        logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))
+        lived = time.monotonic() - started
+        self.backoff = 0.0 if lived > _MIN_LIFETIME else min(_MAX_BACKOFF, self.backoff * 2 or 0.1)
+        time.sleep(self.backoff)
+        if not self.stopping:
+            self._spawn()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            # A second signal: stop waiting for requests in flight.
+            self._signal_children(signal.SIGKILL)
+            return
+        self.stopping = True
+        logger.info("stopping %d workers", len(self.children))
+        self._signal_children(signal.SIGTERM)
+
+    def _signal_children(self, signum: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,1 @@
+"""Drop-in for Turing's ``pyfunc_ensembler_runner``: same flags, served by pyfunc-ensembler."""

@@ -1,0 +1,81 @@
+"""Ensemblers used by the tests, one per behaviour; saved by value with `save_model`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from pyfunc_ensembler import PyFunc, save_ensembler
+
+
+class Echo(PyFunc):
+    """Answers with everything it was given, to check the argument mapping."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        return {
+            "input": input,
+            "predictions": predictions,
+            "treatment_config": treatment_config,
+            "enricher_response": enricher_response,
+            "request_id": kwargs["headers"].get("Turing-Req-Id"),
+            "header_names": sorted(kwargs["headers"]),
+        }
+
+
+class NoKwargs(PyFunc):
+    """The oldest signature: no enricher_response, no **kwargs."""
+
+    def ensemble(self, input, predictions, treatment_config):  # type: ignore[no-untyped-def,override]
+        return sorted(predictions)
+
+
+class AsyncSum(PyFunc):
+    async def ensemble(
+        self, input, predictions, treatment_config, enricher_response=None, **kwargs
+    ):  # type: ignore[no-untyped-def,override]
+        await asyncio.sleep(0)
+        return sum(p["data"] for p in predictions.values())
+
+
+class Faulty(PyFunc):
+    """Fails in the way the request's "fault" field asks for."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        fault = input.get("fault") if isinstance(input, dict) else None
+        if fault == "raise":
+            raise ValueError("bad route data")
+        if fault == "unserializable":
+            return object()
+        if fault == "exit":
+            os._exit(3)
+        if fault == "sleep":
+            time.sleep(float(input.get("seconds", 1)))
+        return "ok"
+
+
+class Numpyish(PyFunc):
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        import numpy
+        import pandas
+
+        kind = input["kind"]
+        if kind == "array":
+            return numpy.arange(3, dtype=numpy.float32) / 2
+        if kind == "scalar":
+            return numpy.int64(7)
+        if kind == "series":
+            return pandas.Series([1, 2], index=["a", "b"])
+        if kind == "frame":
+            return pandas.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+        return float("nan")
+
+
+def save_model(ensembler: PyFunc, target: Path, **kwargs: Any) -> Path:
+    cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
+    save_ensembler(str(target), ensembler, **kwargs)
+    return target

@@ -1,0 +1,105 @@
+"""Shared test helpers: start the real CLI as a process and talk HTTP to it over loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(
+    os.environ.get("ENSEMBLER_FIXTURES", ROOT.parent / "shared" / "fixtures" / "turing-sdk-0.16")
+)
+CLI = [sys.executable, "-m", "pyfunc_ensembler"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fixture_cases() -> list[dict[str, Any]]:
+    return json.loads((FIXTURES / "expected.json").read_text())  # type: ignore[no-any-return]
+
+
+class Server:
+    """A `pyfunc-ensembler serve` process on a free loopback port."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.args = [*CLI, "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> Server:
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+            try:
+                if self.request("POST", "/ensemble", b"{}")[0] == 400:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start in time")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(),
+            )
+        finally:
+            conn.close()
+
+    def post_json(self, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        status, _, payload = self.request("POST", "/ensemble", json.dumps(body).encode(), headers)
+        return status, json.loads(payload)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> tuple[int, str]:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            _, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return self.process.returncode, err.decode()
+
+
+@contextmanager
+def running(args: Sequence[str], env: dict[str, str] | None = None) -> Iterator[Server]:
+    server = Server(args, env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_cli(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyfunc_ensembler.cli import build_parser
+from pyfunc_ensembler.settings import Settings
+from tests.helpers import fixture_cases, run_cli
+
+
+def test_check_loads_and_answers(fixtures_dir: Path, tmp_path: Path) -> None:
+    case = fixture_cases()[0]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(case["body"]))
+    result = run_cli(
+        "check",
+        str(fixtures_dir / case["ensembler"]),
+        "--request",
+        str(request),
+        "--header",
+        "Turing-Req-Id=x",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == case["turing_runner_answer"]["json"]
+    assert json.loads(result.stderr.splitlines()[-1])["loader"] == "lean"
+
+
+def test_check_without_request(example_model: Path) -> None:
+    result = run_cli("check", str(example_model))
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_of_a_missing_model_fails_with_one_line(tmp_path: Path) -> None:
+    result = run_cli("check", str(tmp_path / "missing"))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot load the model" in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_fails_when_the_answer_is_an_error(fixtures_dir: Path, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text("[1, 2]")
+    result = run_cli("check", str(fixtures_dir / "control_or_mean"), "--request", str(request))
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["type"] == "invalid_request"
+
+
+def test_serve_without_a_model_says_how_to_give_one() -> None:
+    result = run_cli("serve")
+    assert result.returncode == 2
+    assert "ENSEMBLER_MODEL_URI" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_help_explains_itself_with_examples(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout
+    if command == "serve":
+        for name in (
+            "ENSEMBLER_PORT",
+            "ENSEMBLER_WORKERS",
+            "ENSEMBLER_MAX_BODY_SIZE",
+            "ENSEMBLER_LOG_LEVEL",
+        ):
+            assert name in result.stdout
+
+
+def test_every_setting_is_a_flag() -> None:
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    dests = {action.dest for action in serve._actions}
+    assert {f for f in Settings.__dataclass_fields__} <= dests
+
+
+def test_settings_precedence() -> None:
+    env = {
+        "ENSEMBLER_PORT": "9000",
+        "ENSEMBLER_WORKERS": "3",
+        "LOG_LEVEL": "DEBUG",
+        "ENSEMBLER_DEBUG": "true",
+    }
+    settings = Settings.from_environ(env, workers=5)
+    assert (settings.port, settings.workers, settings.log_level, settings.debug) == (
+        9000,
+        5,
+        "debug",
+        True,
+    )
+    assert (
+        Settings.from_environ({"LOG_LEVEL": "info", "ENSEMBLER_LOG_LEVEL": "error"}).log_level
+        == "error"
+    )
+
+
+@pytest.mark.parametrize(
+    "env", [{"ENSEMBLER_PORT": "x"}, {"ENSEMBLER_DEBUG": "maybe"}, {"ENSEMBLER_LOG_LEVEL": "loud"}]
+)
+def test_bad_environment_values_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        Settings.from_environ(env)
+
+
+def test_bad_environment_value_is_a_usage_error(example_model: Path) -> None:
+    import os
+
+    result = run_cli("check", str(example_model), env={**os.environ, "ENSEMBLER_PORT": "x"})
+    assert result.returncode == 2
+    assert "ENSEMBLER_PORT" in result.stderr
