@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from pyfunc_ensembler.core import Core
-from pyfunc_ensembler.errors import EnsemblerError, MethodNotAllowed, NotFound, PayloadTooLarge
+from pyfunc_ensembler.errors import EnsemblerError, PayloadTooLarge
 from pyfunc_ensembler.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -20,7 +20,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-ENSEMBLE_PATH = "/ensemble"
 _JSON = (b"content-type", b"application/json")
 # Unread bytes still arriving after a 413 are read and dropped up to this much, so
 # that closing the socket does not reset it under a client still sending (the client
@@ -39,13 +38,12 @@ class App:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        if scope["path"] != ENSEMBLE_PATH:
-            await _send(send, *self.core.error(NotFound(f"no such path: {scope['path']}")))
-        elif scope["method"] != "POST":
-            error = MethodNotAllowed(f"{ENSEMBLE_PATH} takes POST, not {scope['method']}")
-            await _send(send, *self.core.error(error), ((b"allow", b"POST"),))
-        else:
+        decided = self.core.route(scope["method"], scope["path"])
+        if decided is None:
             await self._ensemble(scope, receive, send)
+        else:
+            (status, answer), extra = decided
+            await _send(send, status, answer, extra)
 
     async def _ensemble(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

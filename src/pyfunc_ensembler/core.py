@@ -11,7 +11,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from pyfunc_ensembler.contract import Headers, headers_from_raw
-from pyfunc_ensembler.errors import EnsembleFailed, EnsemblerError, error_body
+from pyfunc_ensembler.errors import (
+    EnsembleFailed,
+    EnsemblerError,
+    MethodNotAllowed,
+    NotFound,
+    error_body,
+)
 from pyfunc_ensembler.loader import Ensembler
 from pyfunc_ensembler.serialization import dumps, loads
 
@@ -21,6 +27,8 @@ Answer = tuple[int, bytes]
 RawHeaders = Iterable[tuple[bytes, bytes]]
 
 REQUEST_ID_HEADER = "Turing-Req-Id"
+ENSEMBLE_PATH = "/ensemble"
+ALLOW_POST = ((b"allow", b"POST"),)
 
 
 class Core:
@@ -31,6 +39,21 @@ class Core:
         self.is_async = ensembler.is_async
         self.debug = debug
         self._call = ensembler.call
+
+    def route(
+        self, method: str, path: str
+    ) -> tuple[Answer, tuple[tuple[bytes, bytes], ...]] | None:
+        """Decide a request from its request line alone, before any body is read.
+
+        ``None`` means: read the body and call `handle` (or `handle_async`). Otherwise
+        the answer and any extra response headers to send; the body, if any, is unread.
+        Every path other than ``POST /ensemble`` is answered here, for all front ends.
+        """
+        if path == ENSEMBLE_PATH:
+            if method == "POST":
+                return None
+            return self.error(MethodNotAllowed(f"{path} takes POST, not {method}")), ALLOW_POST
+        return self.error(NotFound(f"no such path: {path}")), ()
 
     def handle(self, body: bytes, raw_headers: RawHeaders) -> Answer:
         """Answer one request with a synchronous ensembler."""
