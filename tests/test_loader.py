@@ -130,5 +130,61 @@ def test_other_python_version(fixtures_dir: Path, tmp_path: Path) -> None:
     mlmodel.write_text(
         mlmodel.read_text().replace("python_version: 3.11.7", "python_version: 3.8.10")
     )
-    with pytest.raises(LoadError, match=r"saved with Python 3\.8\.10.*serve it with Python 3\.8"):
+    with pytest.raises(
+        LoadError, match=r"pickled by value with Python 3\.8\.10.*serve it with Python 3\.8"
+    ):
         load(str(model))
+
+
+def test_other_python_version_of_a_by_reference_class_only_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # tests.ensemblers is importable here, so unless it is registered for pickling by
+    # value (ensemblers.save_model does that) the class is pickled by reference.
+    import cloudpickle
+
+    from pyfunc_ensembler import save_ensembler
+
+    model = tmp_path / "m"
+    by_value = ensemblers.__name__ in cloudpickle.list_registry_pickle_by_value()
+    if by_value:
+        cloudpickle.unregister_pickle_by_value(ensemblers)
+    try:
+        save_ensembler(str(model), ensemblers.NoKwargs())
+    finally:
+        if by_value:
+            cloudpickle.register_pickle_by_value(ensemblers)
+    assert b"_make_skeleton_class" not in (model / "python_model.pkl").read_bytes()
+    mlmodel = model / "MLmodel"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    mlmodel.write_text(
+        mlmodel.read_text().replace(f"python_version: {version}", "python_version: 3.10.4")
+    )
+    with caplog.at_level("WARNING", logger="pyfunc_ensembler.loader"):
+        ensembler = load(str(model))
+    assert ensembler.info.python_version == "3.10.4"
+    assert "saved with Python 3.10.4" in caplog.text
+
+
+def test_requirements_that_differ_are_warned_about(
+    fixtures_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = copy_fixture(fixtures_dir, tmp_path)
+    (model / "requirements.txt").write_text(
+        "turing-sdk==0.16.2.post3\nmlflow==1.30.1\npyyaml==0.0.1\nno-such-package-x==1.0\n"
+        "# a comment\n-r other.txt\norjson\n"
+    )
+    with caplog.at_level("WARNING", logger="pyfunc_ensembler.loader"):
+        load(str(model))
+    warning = caplog.text
+    assert "pyyaml==0.0.1 (installed: " in warning
+    assert "no-such-package-x==1.0 (not installed)" in warning
+    assert "turing-sdk" not in warning and "mlflow" not in warning and "orjson" not in warning
+
+
+def test_fixture_requirements_raise_no_warning(
+    fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="pyfunc_ensembler.loader"):
+        load(str(fixtures_dir / "control_or_mean"))
+    assert caplog.text == ""

@@ -19,7 +19,9 @@ model is called through its ``predict({"headers": ..., "body": ...})``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import importlib.util
+import logging
 import pickle
 import sys
 import time
@@ -29,11 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from pyfunc_ensembler.base import EnsemblerBase
 from pyfunc_ensembler.contract import Headers, ensemble_args
 from pyfunc_ensembler.errors import EnsemblerError, LoadError
 from pyfunc_ensembler.signature import EnsembleCall, bind_ensemble, is_async
+
+logger = logging.getLogger("pyfunc_ensembler.loader")
 
 BodyCall = Callable[[Any, Headers], Any]
 """``call(decoded body, headers) -> answer`` (an awaitable when `is_async`)."""
@@ -77,11 +83,15 @@ def load(uri: str, *, force_mlflow: bool = False) -> Ensembler:
     started = time.perf_counter()
     try:
         path = _local_dir(uri)
-        if path is not None and not force_mlflow:
-            try:
-                return _load_lean(uri, path, started)
-            except _NeedsMlflow:
-                pass
+        if path is not None:
+            conf = _pyfunc_conf(path)
+            if "python_model" in conf:
+                check_python_version(conf.get("python_version"), path / conf["python_model"])
+            if not force_mlflow:
+                try:
+                    return _load_lean(uri, path, conf, started)
+                except _NeedsMlflow:
+                    pass
         return _load_mlflow(uri, started)
     except EnsemblerError:
         raise
@@ -102,11 +112,10 @@ def _local_dir(uri: str) -> Path | None:
     return path.resolve()
 
 
-def _load_lean(uri: str, path: Path, started: float) -> Ensembler:
-    conf = _pyfunc_conf(path)
+def _load_lean(uri: str, path: Path, conf: dict[str, Any], started: float) -> Ensembler:
     if conf.get("loader_module") != "mlflow.pyfunc.model" or "python_model" not in conf:
         raise _NeedsMlflow
-    check_python_version(conf.get("python_version"))
+    check_requirements(path)
     if conf.get("code"):
         sys.path.insert(0, str(path / conf["code"]))
     with open(path / conf["python_model"], "rb") as file:
@@ -144,16 +153,74 @@ class _LeanUnpickler(pickle.Unpickler):
             raise
 
 
-def check_python_version(saved: str | None) -> None:
-    """Refuse a model pickled on another minor Python: its by-value code cannot load here."""
+def check_python_version(saved: str | None, pickled: Path) -> None:
+    """Refuse a model whose code was pickled by value on another minor Python; warn otherwise.
+
+    Bytecode changes with every minor release, so a class pickled by value (a notebook
+    class) fails to load, or worse, on another one, with errors such as
+    ``code() argument 13 must be str``. A class pickled by reference only needs its
+    module to import, so for those a warning is enough.
+    """
     if not saved:
         return
+    saved_minor = ".".join(str(saved).split(".")[:2])
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if ".".join(str(saved).split(".")[:2]) != running:
+    if saved_minor == running:
+        return
+    if _pickles_code_by_value(pickled):
         raise LoadError(
-            f"the ensembler was saved with Python {saved} and this is Python {running}: "
-            f"serve it with Python {'.'.join(str(saved).split('.')[:2])}"
+            f"the ensembler's code was pickled by value with Python {saved} and this is "
+            f"Python {running}: serve it with Python {saved_minor}"
         )
+    logger.warning(
+        "the model was saved with Python %s and this is Python %s; its class is pickled "
+        "by reference, so it should load, but test it",
+        saved,
+        running,
+    )
+
+
+def _pickles_code_by_value(pickled: Path) -> bool:
+    # cloudpickle rebuilds by-value functions and classes through these helpers.
+    data = pickled.read_bytes()
+    return b"_make_function" in data or b"_make_skeleton_class" in data
+
+
+# Serving does not use these even when a model lists them: Turing's SDK is replaced by
+# our base class, and the lean loader needs no MLflow (the MLflow path uses its own).
+_SERVED_WITHOUT = {"mlflow", "mlflow-skinny", "turing-sdk"}
+
+
+def check_requirements(path: Path) -> list[str]:
+    """Warn, once, about requirements in the model's requirements.txt that this env lacks."""
+    file = path / "requirements.txt"
+    if not file.is_file():
+        return []
+    mismatches = [m for line in file.read_text().splitlines() if (m := _mismatch(line))]
+    if mismatches:
+        logger.warning(
+            "the model's requirements differ from this environment: %s", "; ".join(mismatches)
+        )
+    return mismatches
+
+
+def _mismatch(line: str) -> str | None:
+    text = line.split("#", 1)[0].strip()
+    if not text or text.startswith("-"):
+        return None
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return None
+    if canonicalize_name(requirement.name) in _SERVED_WITHOUT:
+        return None
+    try:
+        installed = importlib.metadata.version(requirement.name)
+    except importlib.metadata.PackageNotFoundError:
+        return f"{requirement} (not installed)"
+    if requirement.specifier.contains(installed, prereleases=True):
+        return None
+    return f"{requirement} (installed: {installed})"
 
 
 def _load_mlflow(uri: str, started: float) -> Ensembler:
