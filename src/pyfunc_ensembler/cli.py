@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from pyfunc_ensembler import __version__
 from pyfunc_ensembler.errors import LoadError
+from pyfunc_ensembler.image import DEFAULT_IMAGE_REPO
 from pyfunc_ensembler.settings import Settings, env_name, parse_value
 
 SERVE_EXAMPLES = """\
@@ -34,6 +36,20 @@ examples:
 
 Exit status: 0 when the model loads (and answers the request with 200), 1 otherwise,
 with a one-line reason on stderr. Use it as the dry run of a container build.
+"""
+
+IMAGE_EXAMPLES = """\
+examples:
+  pyfunc-ensembler image ./my-ensembler               # --build-arg lines, one a line
+  docker build $(pyfunc-ensembler image ./my-ensembler) -f docker/app.Dockerfile \\
+    -t my-ensembler ./my-ensembler
+  pyfunc-ensembler image models:/ensembler/3 --format json
+
+Exit status: 0, or 1 with the reason on stderr when no image of ours can serve the
+model (no python_function flavour; a Python other than 3.10-3.13). --format
+requirements prints the model's pip requirements minus those the server replaces
+(turing-sdk, mlflow, pyfunc-ensembler), and fails unless this Python can load it:
+docker/install-model.sh uses it inside the image build.
 """
 
 
@@ -82,6 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-mlflow", action="store_true", default=None, help=_help("force_mlflow")
     )
     check.set_defaults(run=run_check)
+    image = _command(
+        commands, "image", "Print the base image and build arguments a model needs.", IMAGE_EXAMPLES
+    )
+    image.add_argument("model_uri", metavar="MODEL_URI", help="MLflow model URI to inspect.")
+    image.add_argument(
+        "--format",
+        choices=("args", "json", "requirements"),
+        default="args",
+        help="What to print (default: docker --build-arg lines).",
+    )
+    image.add_argument(
+        "--image-repo",
+        default=DEFAULT_IMAGE_REPO,
+        metavar="NAME",
+        help="Repository of the base images, tagged VERSION-pyX.Y (default: %(default)s).",
+    )
+    image.add_argument(
+        "--download",
+        type=Path,
+        metavar="DIR",
+        help="Copy or download the model to DIR first (used while building an image).",
+    )
+    image.set_defaults(run=run_image)
     return parser
 
 
@@ -154,3 +193,23 @@ def run_check(settings: Settings, args: argparse.Namespace) -> int:
     from pyfunc_ensembler.check import check
 
     return check(settings, args.request, args.header)
+
+
+def run_image(settings: Settings, args: argparse.Namespace) -> int:
+    from pyfunc_ensembler.image import plan, require_this_python
+
+    model = plan(args.model_uri, image_repo=args.image_repo, download=args.download)
+    for note in model.notes:
+        print(f"pyfunc-ensembler: note: {note}", file=sys.stderr)
+    for dropped in model.dropped:
+        print(
+            f"pyfunc-ensembler: left out {dropped.requirement!r}: {dropped.reason}", file=sys.stderr
+        )
+    if args.format == "json":
+        print(json.dumps(model.as_json(), indent=2))
+    elif args.format == "requirements":
+        require_this_python(model)
+        print("\n".join(model.requirements))
+    else:
+        print("\n".join(f"--build-arg {k}={v}" for k, v in model.build_args.items()))
+    return 0
