@@ -11,10 +11,14 @@
     ├── PayloadTooLarge (413 payload_too_large)
     ├── HeadersTooLarge (431 headers_too_large)
     ├── EnsembleFailed (500 ensemble_error)        the ensembler raised
+    │   └── EnsembleRowFailed                        ... for one row of a batch (names it)
     ├── SerializationFailed (500 serialization_error)  its answer is not JSON-able
     ├── Overloaded (503 overloaded)
     ├── DeadlineExceeded (504 deadline_exceeded)
-    └── LoadError (model_load_error)               the model could not be loaded
+    ├── LoadError (model_load_error)               the model could not be loaded
+    └── BatchError (batch_error)                   a batch job cannot run or failed
+        ├── InvalidJob (invalid_job)                 the job spec is wrong: every problem listed
+        └── InvalidResult (invalid_result)           an answer does not fit the result type
 
 Every error reaches a client as one JSON shape, built by `error_body` alone:
 ``{"error": {"type": "<type>", "message": "<text>"}}``.  An ensembler may raise
@@ -91,6 +95,15 @@ class EnsembleFailed(EnsemblerError):
         return error
 
 
+class EnsembleRowFailed(EnsembleFailed):
+    """The ensembler raised for one row of a table; `row` is its index in the table given."""
+
+    def __init__(self, row: int, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.row = row
+        self.__cause__ = exc
+
+
 class SerializationFailed(EnsemblerError):
     type = "serialization_error"
 
@@ -107,6 +120,28 @@ class DeadlineExceeded(EnsemblerError):
 
 class LoadError(EnsemblerError):
     type = "model_load_error"
+
+
+class BatchError(EnsemblerError):
+    type = "batch_error"
+
+
+class InvalidJob(BatchError):
+    """A job spec with problems, each as ``(path to the field, what is wrong)``."""
+
+    type = "invalid_job"
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        lines = [f"{path}: {what}" if path else what for path, what in problems]
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"the job is invalid ({count}):\n  " + "\n  ".join(lines))
+        self.problems = problems
+
+
+class InvalidResult(BatchError):
+    """An ensembler's answer that does not fit the job's result type (names the row)."""
+
+    type = "invalid_result"
 
 
 def error_body(error: EnsemblerError, *, debug: bool = False) -> bytes:

@@ -14,13 +14,17 @@ from itertools import repeat
 from typing import Any
 
 from pyfunc_ensembler.contract import PREDICTION_COLUMN_PREFIX, Headers
+from pyfunc_ensembler.errors import EnsembleRowFailed
 from pyfunc_ensembler.signature import EnsembleCall
 
 
 def ensemble_rows(
     call: EnsembleCall, columns: Mapping[str, Sequence[Any]], n_rows: int
 ) -> list[Any]:
-    """Call `call` once per row of the columnar table `columns`; return the answers."""
+    """Call `call` once per row of the columnar table `columns`; return the answers.
+
+    If `call` raises, `EnsembleRowFailed` says which row (its `row`), with the cause.
+    """
     inputs = {k: v for k, v in columns.items() if not k.startswith(PREDICTION_COLUMN_PREFIX)}
     predictions = {
         k[len(PREDICTION_COLUMN_PREFIX) :]: v
@@ -28,12 +32,17 @@ def ensemble_rows(
         if k.startswith(PREDICTION_COLUMN_PREFIX)
     }
     headers = Headers()
-    return [
-        call(row, routes, None, None, headers)
+    answers: list[Any] = []
+    append = answers.append
+    try:
         for row, routes in zip(
             _dict_rows(inputs, n_rows), _dict_rows(predictions, n_rows), strict=False
-        )
-    ]
+        ):
+            append(call(row, routes, None, None, headers))
+    except Exception as exc:
+        # The answers so far count the rows done, so the failing row costs nothing to find.
+        raise EnsembleRowFailed(len(answers), exc) from exc
+    return answers
 
 
 def _dict_rows(columns: Mapping[str, Sequence[Any]], n_rows: int) -> Iterator[dict[str, Any]]:

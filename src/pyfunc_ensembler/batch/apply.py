@@ -1,0 +1,139 @@
+"""One Arrow record batch in, the same batch with the result column out: what both engines run.
+
+The local engine calls `TableEnsembler.apply` on each batch it streams; the Spark
+engine ships the same object to its executors and calls it from ``mapInArrow``. So
+the rows an ensembler sees, and the typed column its answers become, are the same
+whichever engine runs the job.
+
+For a `PyFunc` ensembler (ours or Turing's) each row is a plain dict, built column-wise
+by `rows.ensemble_rows`: ``input`` = the non-prediction columns, ``predictions`` =
+``{route: value of __predictions__<route>}``, ``treatment_config`` = ``None``. Arrow
+structs arrive as dicts and lists as lists, so a prediction column that is a struct
+``{data, is_default}`` gives ``ensemble`` exactly what real time gives it. Any other
+pyfunc model gets each batch as a pandas DataFrame through MLflow's ``predict``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pyfunc_ensembler.batch.job import Result
+from pyfunc_ensembler.batch.results import RowName, to_arrow
+from pyfunc_ensembler.errors import EnsembleFailed, EnsembleRowFailed
+from pyfunc_ensembler.rows import ensemble_rows
+from pyfunc_ensembler.signature import EnsembleCall
+
+Answers = Callable[[pa.RecordBatch], list[Any]]
+
+
+class TableEnsembler:
+    """Ensemble record batches with the model at `uri`, loaded once per process, lazily.
+
+    Picklable before and after loading (only the URI and the result spec travel), so
+    Spark can ship it to executors that load the model themselves.
+    """
+
+    def __init__(
+        self, uri: str, result: Result, keys: Sequence[str] = (), *, force_mlflow: bool = False
+    ) -> None:
+        self.uri = uri
+        self.result = result
+        self.keys = tuple(keys)
+        self.force_mlflow = force_mlflow
+        self._answers: Answers | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_answers": None}
+
+    def load(self) -> TableEnsembler:
+        """Load the model now (the local engine does, to fail before reading any data)."""
+        if self._answers is None:
+            self._answers = _answers_of(self.uri, self.force_mlflow)
+        return self
+
+    def answers(self, batch: pa.RecordBatch) -> list[Any]:
+        """The ensembler's answer for each row of `batch`, as Python values."""
+        return self.load()._answers(batch)  # type: ignore[misc]
+
+    def apply(self, batch: pa.RecordBatch, where: str = "row {}", offset: int = 0) -> Applied:
+        """`batch` with the result column appended; `where` names a row in errors."""
+        row_name = self.row_namer(batch, where, offset)
+        started = time.perf_counter()
+        try:
+            answers = self.answers(batch)
+        except EnsembleRowFailed as exc:
+            raise EnsembleFailed(f"{row_name(exc.row)}: ensemble() raised {exc.message}") from (
+                exc.__cause__
+            )
+        answered = time.perf_counter()
+        column, nulled = to_arrow(answers, self.result, row_name)
+        applied = Applied(batch.append_column(self.result.column_name, column), nulled)
+        applied.seconds = {"ensemble": answered - started, "result": time.perf_counter() - answered}
+        return applied
+
+    def row_namer(self, batch: pa.RecordBatch, where: str, offset: int) -> RowName:
+        """``row_name(i)``: the row's place (and its join keys) for people reading errors."""
+        keys = [k for k in self.keys if k in batch.schema.names]
+
+        def row_name(index: int) -> str:
+            name = where.format(offset + index)
+            if keys:
+                values = ", ".join(f"{k}={batch.column(k)[index].as_py()!r}" for k in keys)
+                name += f" ({values})"
+            return name
+
+        return row_name
+
+
+class Applied:
+    """An ensembled batch, the answers nulled in it, and the seconds each step took."""
+
+    __slots__ = ("batch", "nulled", "seconds")
+
+    def __init__(self, batch: pa.RecordBatch, nulled: int) -> None:
+        self.batch = batch
+        self.nulled = nulled
+        self.seconds: dict[str, float] = {}
+
+
+def _answers_of(uri: str, force_mlflow: bool) -> Answers:
+    from pyfunc_ensembler.loader import load
+
+    ensembler = load(uri, force_mlflow=force_mlflow)
+    if ensembler.ensemble is None:
+        return _through_mlflow(uri)
+    call = _synchronous(ensembler.ensemble) if ensembler.is_async else ensembler.ensemble
+
+    def answers(batch: pa.RecordBatch) -> list[Any]:
+        return ensemble_rows(call, batch.to_pydict(), batch.num_rows)
+
+    return answers
+
+
+def _synchronous(ensemble: EnsembleCall) -> EnsembleCall:
+    """An ``async def ensemble`` run to completion, row after row, on a private loop."""
+    loop = asyncio.new_event_loop()
+    return lambda *args: loop.run_until_complete(ensemble(*args))
+
+
+def _through_mlflow(uri: str) -> Answers:
+    """A pyfunc model that is not a `PyFunc` ensembler: its ``predict`` takes a DataFrame."""
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(uri)
+
+    def answers(batch: pa.RecordBatch) -> list[Any]:
+        predicted = model.predict(batch.to_pandas())
+        values = predicted.tolist() if hasattr(predicted, "tolist") else list(predicted)
+        if len(values) != batch.num_rows:
+            raise EnsembleFailed(
+                f"predict() answered {len(values)} values for {batch.num_rows} rows"
+            )
+        return values
+
+    return answers

@@ -1,0 +1,249 @@
+"""Datasets in, prediction sources joined on, result files out: the local engine's I/O, in Arrow.
+
+- A dataset is a file, a glob (``parts/*.parquet``), a directory of part files (files
+  starting with ``_`` or ``.``, like Spark's ``_SUCCESS``, are skipped) or a URI
+  pyarrow reads (``s3://…``, ``gs://…`` with their filesystems installed); Parquet,
+  CSV (with a header) or JSON lines. The source is streamed in record batches.
+- Prediction sources are read whole (they hold only keys and predictions) and
+  left-joined onto each source batch by key, keeping the source's row order; a key
+  that appears twice in a prediction source is an error, as it would repeat rows.
+- A sink path with the format's extension (``out.parquet``) is one file; any other
+  path is a directory of ``part-*`` files, as Spark writes. Output is written to a
+  hidden temporary name first and moved into place only when the job succeeds.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from pyfunc_ensembler.batch.job import Dataset, PredictionSource, SaveMode, Sink, format_of
+from pyfunc_ensembler.errors import BatchError
+
+_ARROW_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}
+_EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
+
+
+def open_dataset(spec: Dataset) -> ds.Dataset:
+    """The dataset `spec` names, ready to scan (nothing is read yet)."""
+    paths: str | list[str] = spec.path
+    if "://" not in spec.path and glob.has_magic(spec.path):
+        paths = sorted(glob.glob(spec.path, recursive=True))
+        if not paths:
+            raise BatchError(f"no file matches '{spec.path}'")
+    elif "://" not in spec.path and not os.path.exists(spec.path):
+        raise BatchError(f"no such file or directory: '{spec.path}'")
+    try:
+        dataset = ds.dataset(paths, format=_ARROW_FORMATS[spec.format])
+    except (pa.ArrowException, OSError) as exc:
+        raise BatchError(f"cannot read '{spec.path}' as {spec.format}: {exc}") from exc
+    missing = [c for c in spec.columns or () if c not in dataset.schema.names]
+    if missing:
+        raise BatchError(_missing(missing, spec.path, dataset.schema.names))
+    return dataset
+
+
+def _missing(columns: Sequence[str], where: str, names: Sequence[str]) -> str:
+    return (
+        f"'{where}' has no column {', '.join(repr(c) for c in columns)} "
+        f"(it has: {', '.join(names)})"
+    )
+
+
+class Predictions:
+    """One prediction source, held in memory, joined onto source batches by its keys."""
+
+    def __init__(self, source: PredictionSource, source_keys: Sequence[str]) -> None:
+        self.name = source.column_name
+        self.source_keys = tuple(source_keys)
+        dataset = open_dataset(source.dataset)
+        missing = [c for c in (*source.join_on, *source.columns) if c not in dataset.schema.names]
+        if missing:
+            raise BatchError(_missing(missing, source.dataset.path, dataset.schema.names))
+        table = dataset.to_table(columns=[*source.join_on, *source.columns])
+        if len(source.columns) == 1:
+            self.values: pa.Array = table.column(source.columns[0]).combine_chunks()
+        else:
+            self.values = pa.StructArray.from_arrays(
+                [table.column(c).combine_chunks() for c in source.columns],
+                names=list(source.columns),
+            )
+        self._keys = [table.column(k).combine_chunks() for k in source.join_on]
+        self._index: dict[tuple[Any, ...], int] | None = None
+        if len(self._keys) > 1:
+            keys = zip(*(k.to_pylist() for k in self._keys), strict=True)
+            self._index = {key: i for i, key in enumerate(keys)}
+            duplicates = table.num_rows - len(self._index)
+        else:
+            duplicates = table.num_rows - pc.count_distinct(self._keys[0], mode="all").as_py()
+        if duplicates:
+            raise BatchError(
+                f"prediction source '{source.name}' has {duplicates} duplicate keys on "
+                f"{list(source.join_on)}: a left join would repeat source rows"
+            )
+
+    def column_for(self, batch: pa.RecordBatch) -> pa.Array:
+        """This source's value for each row of `batch` (null where its key is absent)."""
+        if self._index is None:
+            keys = batch.column(self.source_keys[0])
+            if keys.type != self._keys[0].type:
+                keys = keys.cast(self._keys[0].type)
+            positions = pc.index_in(keys, value_set=self._keys[0], skip_nulls=True)
+        else:
+            index = self._index
+            rows = zip(*(batch.column(k).to_pylist() for k in self.source_keys), strict=True)
+            positions = pa.array([index.get(key) for key in rows], type=pa.int64())
+        return self.values.take(positions)
+
+
+def join(batch: pa.RecordBatch, predictions: Sequence[Predictions]) -> pa.RecordBatch:
+    """`batch` with each prediction source's ``__predictions__<name>`` column appended."""
+    for source in predictions:
+        batch = batch.append_column(source.name, source.column_for(batch))
+    return batch
+
+
+class Output:
+    """Where a job writes, under its save mode; nothing is visible until `commit`."""
+
+    def __init__(self, sink: Sink) -> None:
+        if "://" in sink.path and not sink.path.startswith("file://"):
+            raise BatchError(
+                f"the local engine writes local paths only, not '{sink.path}' (use --engine spark)"
+            )
+        self.sink = sink
+        self.path = Path(sink.path.removeprefix("file://"))
+        self.single_file = format_of(sink.path) is not None
+        self.exists = self.path.exists() and (
+            self.path.is_file() or any(p for p in self.path.iterdir() if not p.name.startswith("."))
+        )
+        if self.exists and sink.save_mode is SaveMode.ERRORIFEXISTS:
+            raise BatchError(
+                f"'{self.path}' exists: choose save_mode overwrite, append or ignore "
+                f"(--save-mode), or another path"
+            )
+        if self.single_file and sink.save_mode is SaveMode.APPEND and self.exists:
+            raise BatchError(
+                f"cannot append to the single file '{self.path}': give a directory path"
+            )
+        self.skip = self.exists and sink.save_mode is SaveMode.IGNORE
+        self._staging = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        self._writer: _Writer | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.sink.columns:
+            missing = [c for c in self.sink.columns if c not in batch.schema.names]
+            if missing:
+                raise BatchError(_missing(missing, "the ensembled table", batch.schema.names))
+            batch = batch.select(list(self.sink.columns))
+        if self._writer is None:
+            self._writer = self._open(batch.schema)
+        self._writer.write(batch)
+
+    def _open(self, schema: pa.Schema) -> _Writer:
+        if self.single_file:
+            self._staging.parent.mkdir(parents=True, exist_ok=True)
+            return _writer(self.sink.format, self._staging, schema)
+        self._staging.mkdir(parents=True)
+        name = f"part-00000-{uuid.uuid4().hex}{_EXTENSIONS[self.sink.format]}"
+        return _writer(self.sink.format, self._staging / name, schema)
+
+    def commit(self, empty_schema: pa.Schema) -> None:
+        """Close the file and move the output into place, replacing or adding as asked."""
+        if self._writer is None:  # no rows: still write an empty table with the schema
+            self.write(pa.RecordBatch.from_pylist([], schema=empty_schema))
+        assert self._writer is not None
+        self._writer.close()
+        if self.sink.save_mode is SaveMode.APPEND and self.path.is_dir():
+            for part in self._staging.iterdir():
+                part.rename(self.path / part.name)
+            self._staging.rmdir()
+            return
+        if self.path.is_dir():
+            shutil.rmtree(self.path)
+        elif self.path.exists():
+            self.path.unlink()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._staging.rename(self.path)
+
+    def abort(self) -> None:
+        """Remove what was written: a failed job leaves the sink as it was."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._staging.is_dir():
+            shutil.rmtree(self._staging)
+        elif self._staging.exists():
+            self._staging.unlink()
+
+
+class _Writer:
+    def write(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def _writer(fmt: str, path: Path, schema: pa.Schema) -> _Writer:
+    if fmt == "parquet":
+        return _ParquetWriter(path, schema)
+    if fmt == "csv":
+        return _CsvWriter(path, schema)
+    return _JsonLinesWriter(path)
+
+
+class _ParquetWriter(_Writer):
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(path, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _CsvWriter(_Writer):
+    """CSV has no nested values: struct, list and map columns are written as JSON text."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        import pyarrow.csv as csv
+
+        self._nested = [i for i, f in enumerate(schema) if pa.types.is_nested(f.type)]
+        for i in self._nested:
+            schema = schema.set(i, pa.field(schema.field(i).name, pa.string()))
+        self._writer = csv.CSVWriter(str(path), schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        for i in self._nested:
+            values = batch.column(i).to_pylist()
+            texts = [None if v is None else orjson.dumps(v).decode() for v in values]
+            batch = batch.set_column(i, batch.schema.field(i).name, pa.array(texts, pa.string()))
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _JsonLinesWriter(_Writer):
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        dumps = orjson.dumps
+        self._file.write(b"".join(dumps(row) + b"\n" for row in batch.to_pylist()))
+
+    def close(self) -> None:
+        self._file.close()
