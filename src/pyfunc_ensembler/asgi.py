@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
+from types import FrameType
 from typing import Any
 
-from pyfunc_ensembler.core import Core
+from pyfunc_ensembler.core import Core, force_exit
 from pyfunc_ensembler.errors import EnsemblerError, PayloadTooLarge
 from pyfunc_ensembler.settings import Settings
 
@@ -102,7 +103,9 @@ async def _drain(receive: Receive, limit: int = DRAIN_LIMIT) -> None:
 async def _send(
     send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
-    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    # An extra content-type (``/metrics`` is text) replaces the JSON one.
+    content_type = () if any(name == b"content-type" for name, _ in extra) else (_JSON,)
+    headers = [*content_type, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -123,7 +126,9 @@ def from_environ() -> App:
     from pyfunc_ensembler.loader import load
 
     settings = Settings.from_environ()
-    core = Core(load(settings.model_uri, force_mlflow=settings.force_mlflow), debug=settings.debug)
+    core = Core.from_settings(
+        load(settings.model_uri, force_mlflow=settings.force_mlflow), settings
+    )
     return App(core, max_body_size=settings.max_body_size)
 
 
@@ -141,5 +146,21 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
         server_header=False,
         log_config=None,
         log_level=settings.log_level,
+        timeout_keep_alive=settings.keepalive_timeout,
+        timeout_graceful_shutdown=settings.graceful_timeout,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _graceful_server(config, core).run(sockets=[sock])
+
+
+def _graceful_server(config: Any, core: Core) -> Any:
+    """uvicorn's server, telling the core when a shutdown begins; a second signal forces it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit:
+                force_exit(sig)
+            core.drain()
+            super().handle_exit(sig, frame)
+
+    return Server(config)

@@ -6,70 +6,214 @@ request means is decided here, so every front end answers the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 from collections.abc import Iterable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 from pyfunc_ensembler.contract import Headers, headers_from_raw
 from pyfunc_ensembler.errors import (
+    DeadlineExceeded,
     EnsembleFailed,
     EnsemblerError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     error_body,
 )
+from pyfunc_ensembler.health import Readiness, endpoints
 from pyfunc_ensembler.loader import Ensembler
+from pyfunc_ensembler.metrics import Metrics, model_info
 from pyfunc_ensembler.serialization import dumps, loads
 
+if TYPE_CHECKING:
+    from pyfunc_ensembler.settings import Settings
+
 logger = logging.getLogger("pyfunc_ensembler.core")
+access_logger = logging.getLogger("pyfunc_ensembler.access")
 
 Answer = tuple[int, bytes]
 RawHeaders = Iterable[tuple[bytes, bytes]]
+ExtraHeaders = tuple[tuple[bytes, bytes], ...]
 
 REQUEST_ID_HEADER = "Turing-Req-Id"
 ENSEMBLE_PATH = "/ensemble"
 ALLOW_POST = ((b"allow", b"POST"),)
+ALLOW_GET = ((b"allow", b"GET"),)
+# Overloaded workers ask the client to come back shortly rather than queueing it.
+RETRY_AFTER = ((b"retry-after", b"1"),)
 
 
 class Core:
-    """Answers ``POST /ensemble`` bodies with one loaded ensembler."""
+    """Answers ``POST /ensemble`` bodies with one loaded ensembler.
 
-    def __init__(self, ensembler: Ensembler, *, debug: bool = False) -> None:
+    It also keeps what every front end shares: the request metrics, the in-flight
+    count behind back-pressure, the deadline, and readiness (`drain` is the hook a
+    front end calls when its shutdown begins).
+    """
+
+    def __init__(
+        self,
+        ensembler: Ensembler,
+        *,
+        debug: bool = False,
+        metrics: Metrics | None = None,
+        max_concurrency: int = 0,
+        request_timeout: float = 0.0,
+        sync_threads: int = 0,
+        access_log: bool = False,
+    ) -> None:
         self.ensembler = ensembler
-        self.is_async = ensembler.is_async
         self.debug = debug
         self._call = ensembler.call
+        self.metrics = metrics if metrics is not None else Metrics(info=model_info(ensembler.info))
+        self.readiness = Readiness()
+        self.max_concurrency = max_concurrency
+        self.deadline = request_timeout if request_timeout > 0 else None
+        self.access_log = access_log
+        self.in_flight = 0
+        self._pool = (
+            ThreadPoolExecutor(sync_threads, thread_name_prefix="ensemble")
+            if sync_threads > 0 and not ensembler.is_async
+            else None
+        )
+        # Front ends await `handle_async` when this is true: async ensemblers, and sync
+        # ones sent to the thread pool.
+        self.is_async = ensembler.is_async or self._pool is not None
+        self._endpoints = endpoints(self.readiness, self.metrics)
 
-    def route(
-        self, method: str, path: str
-    ) -> tuple[Answer, tuple[tuple[bytes, bytes], ...]] | None:
+    @classmethod
+    def from_settings(
+        cls, ensembler: Ensembler, settings: Settings, metrics: Metrics | None = None
+    ) -> Core:
+        return cls(
+            ensembler,
+            debug=settings.debug,
+            metrics=metrics,
+            max_concurrency=settings.max_concurrency,
+            request_timeout=settings.request_timeout,
+            sync_threads=settings.sync_threads,
+            access_log=settings.access_log,
+        )
+
+    def drain(self) -> None:
+        """A shutdown began: readiness goes false; requests in flight still finish."""
+        self.readiness.drain()
+
+    def route(self, method: str, path: str) -> tuple[Answer, ExtraHeaders] | None:
         """Decide a request from its request line alone, before any body is read.
 
         ``None`` means: read the body and call `handle` (or `handle_async`). Otherwise
         the answer and any extra response headers to send; the body, if any, is unread.
         Every path other than ``POST /ensemble`` is answered here, for all front ends.
+        The extra headers may hold a ``content-type`` (``/metrics`` is text): it then
+        replaces the default ``application/json``.
         """
         if path == ENSEMBLE_PATH:
-            if method == "POST":
-                return None
-            return self.error(MethodNotAllowed(f"{path} takes POST, not {method}")), ALLOW_POST
-        return self.error(NotFound(f"no such path: {path}")), ()
+            if method != "POST":
+                return self._answer(
+                    MethodNotAllowed(f"{path} takes POST, not {method}")
+                ), ALLOW_POST
+            if self.max_concurrency and self.in_flight >= self.max_concurrency:
+                self.metrics.count(Overloaded.status)
+                overloaded = Overloaded(f"{self.in_flight} requests in flight: try again later")
+                return self._answer(overloaded), RETRY_AFTER
+            return None
+        endpoint = self._endpoints.get(path)
+        if endpoint is None:
+            return self._answer(NotFound(f"no such path: {path}")), ()
+        if method != "GET":
+            return self._answer(MethodNotAllowed(f"{path} takes GET, not {method}")), ALLOW_GET
+        return endpoint()
 
     def handle(self, body: bytes, raw_headers: RawHeaders) -> Answer:
         """Answer one request with a synchronous ensembler."""
+        started = self._enter()
         headers = headers_from_raw(raw_headers)
+        ensemble_seconds = None
         try:
-            return 200, dumps(self._call(loads(body), headers))
+            request = loads(body)
+            called = perf_counter()
+            try:
+                result = self._call(request, headers)
+            finally:
+                ensemble_seconds = perf_counter() - called
+            answer = 200, dumps(result)
         except Exception as exc:
-            return self.fail(exc, headers)
+            answer = self.fail(exc, headers)
+        return self._leave(answer, started, ensemble_seconds, len(body), headers)
 
     async def handle_async(self, body: bytes, raw_headers: RawHeaders) -> Answer:
-        """Answer one request with an ``async def ensemble``, awaited on the running loop."""
+        """Answer one request with an ``async def ensemble`` (awaited on the running loop),
+        or with a sync one in the thread pool."""
+        started = self._enter()
         headers = headers_from_raw(raw_headers)
+        ensemble_seconds = None
         try:
-            return 200, dumps(await self._call(loads(body), headers))
+            request = loads(body)
+            called = perf_counter()
+            try:
+                result = await self._await_call(request, headers, started)
+            finally:
+                ensemble_seconds = perf_counter() - called
+            answer = 200, dumps(result)
         except Exception as exc:
-            return self.fail(exc, headers)
+            answer = self.fail(exc, headers)
+        return self._leave(answer, started, ensemble_seconds, len(body), headers)
+
+    async def _await_call(self, request: Any, headers: Headers, started: float) -> Any:
+        if self._pool is not None:
+            pending = asyncio.get_running_loop().run_in_executor(
+                self._pool, self._call, request, headers
+            )
+        else:
+            pending = self._call(request, headers)
+        if self.deadline is None:
+            return await pending
+        try:
+            return await asyncio.wait_for(pending, self.deadline - (perf_counter() - started))
+        except asyncio.TimeoutError:
+            if perf_counter() - started < self.deadline:
+                raise  # the ensembler's own timeout, not ours
+            raise DeadlineExceeded(f"no answer within {self.deadline} s") from None
+
+    def _enter(self) -> float:
+        self.in_flight += 1
+        self.metrics.set_in_flight(self.in_flight)
+        return perf_counter()
+
+    def _leave(
+        self,
+        answer: Answer,
+        started: float,
+        ensemble_seconds: float | None,
+        request_bytes: int,
+        headers: Headers,
+    ) -> Answer:
+        seconds = perf_counter() - started
+        if self.deadline is not None and seconds > self.deadline and answer[0] != 504:
+            # A sync ensembler cannot be interrupted; its late answer is useless to a
+            # router that has already given up, so say what happened instead.
+            answer = self.fail(DeadlineExceeded(f"answered after {seconds:.3f} s"), headers)
+        self.in_flight -= 1
+        metrics = self.metrics
+        metrics.set_in_flight(self.in_flight)
+        metrics.observe(answer[0], seconds, ensemble_seconds, request_bytes, len(answer[1]))
+        if self.access_log:
+            access_logger.info(
+                "POST %s %d %.3fms in=%dB out=%dB",
+                ENSEMBLE_PATH,
+                answer[0],
+                seconds * 1000,
+                request_bytes,
+                len(answer[1]),
+                extra={"request_id": headers.get(REQUEST_ID_HEADER)},
+            )
+        return answer
 
     def fail(self, exc: BaseException, headers: Headers | None = None) -> Answer:
         """Log `exc` once, with the request id, and turn it into its JSON answer."""
@@ -88,8 +232,28 @@ class Core:
         return error.status, error_body(error, debug=self.debug)
 
     def error(self, error: EnsemblerError) -> Answer:
-        """The answer for an error a front end found itself (404, 405, 413, ...)."""
+        """The answer for an error a front end found itself (413, 400, ...); counted."""
+        self.metrics.count(error.status)
+        return self._answer(error)
+
+    def _answer(self, error: EnsemblerError) -> Answer:
         return error.status, error_body(error, debug=self.debug)
+
+
+def force_exit(signum: int) -> None:
+    """A second SIGTERM/SIGINT during a graceful shutdown: leave now, in-flight or not."""
+    logger.warning(
+        "second %s: exiting without waiting for requests in flight", _signal_name(signum)
+    )
+    logging.shutdown()
+    os._exit(1)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def describe(ensembler: Ensembler) -> dict[str, Any]:

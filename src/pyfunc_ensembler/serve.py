@@ -10,6 +10,7 @@ import socket
 from pyfunc_ensembler import logging as ensembler_logging
 from pyfunc_ensembler.core import Core, describe
 from pyfunc_ensembler.loader import load
+from pyfunc_ensembler.metrics import Metrics, model_info, serve_metrics
 from pyfunc_ensembler.settings import Settings
 from pyfunc_ensembler.supervisor import Supervisor, bind
 
@@ -21,7 +22,9 @@ FRONT_ENDS = {"asgi": "pyfunc_ensembler.asgi"}
 def serve(settings: Settings) -> int:
     ensembler_logging.configure(settings)
     ensembler = load(settings.model_uri, force_mlflow=settings.force_mlflow)
-    core = Core(ensembler, debug=settings.debug)
+    # Made before the fork, so that every worker writes its own slot of the same memory.
+    metrics = Metrics(settings.workers, model_info(ensembler.info))
+    core = Core.from_settings(ensembler, settings, metrics)
     front_end = importlib.import_module(FRONT_ENDS[settings.server])
     sock = bind(settings.host, settings.port)
     logger.info(
@@ -33,7 +36,11 @@ def serve(settings: Settings) -> int:
         settings.workers,
     )
 
-    def run(listening: socket.socket) -> None:
+    if settings.metrics_port:
+        serve_metrics(metrics, settings.host, settings.metrics_port)
+
+    def run(listening: socket.socket, worker: int = 0) -> None:
+        metrics.use_slot(worker)
         front_end.serve(listening, core, settings)
 
     if settings.workers <= 1:

@@ -39,6 +39,26 @@ class Settings:
         False, "Load through mlflow.pyfunc even when the lean loader could."
     )
     debug: bool = _field(False, "Put tracebacks in error answers (never in production).")
+    # Operations (issue 4).
+    log_format: str = _field("text", "Log line format.", choices=("text", "json"))
+    access_log: bool = _field(False, "Log one line per POST /ensemble (status, time, sizes, id).")
+    graceful_timeout: int = _field(
+        30, "Seconds requests in flight may take to finish after SIGTERM/SIGINT."
+    )
+    keepalive_timeout: int = _field(
+        75, "Seconds an idle keep-alive connection stays open (above the mesh's 60 s)."
+    )
+    max_concurrency: int = _field(
+        100, "Requests answered at once per worker; 503 + Retry-After above (0: no limit)."
+    )
+    request_timeout: float = _field(
+        0.0, "Deadline in seconds for answering a request; 504 after it (0: none)."
+    )
+    sync_threads: int = _field(
+        0, "Run a sync ensemble() in a pool of this many threads (0: inline on the loop)."
+    )
+    metrics_port: int = _field(0, "Also serve /metrics on this port (0: the main port only).")
+    tracing: bool = _field(False, "OpenTelemetry spans per request (needs the 'tracing' extra).")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

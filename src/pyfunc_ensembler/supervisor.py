@@ -20,7 +20,8 @@ from types import FrameType
 
 logger = logging.getLogger("pyfunc_ensembler.supervisor")
 
-Serve = Callable[[socket.socket], None]
+Serve = Callable[[socket.socket, int], None]
+"""``serve(listening socket, worker index)``: the index (0..N-1) is kept by a replacement."""
 
 # A worker that dies sooner than this after its start counts as crash-looping.
 _MIN_LIFETIME = 1.0
@@ -43,50 +44,54 @@ class Supervisor:
         self.sock = sock
         self.serve = serve
         self.workers = workers
-        self.children: dict[int, float] = {}
+        self.children: dict[int, tuple[float, int]] = {}
+        """pid -> (start time, worker index)"""
         self.stopping = False
         self.backoff = 0.0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        for _ in range(self.workers):
-            self._spawn()
+        for index in range(self.workers):
+            self._spawn(index)
         while self.children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            started = self.children.pop(pid, None)
-            if started is not None and not self.stopping:
-                self._replace(pid, status, started)
+            child = self.children.pop(pid, None)
+            if child is not None and not self.stopping:
+                self._replace(pid, status, *child)
         return 0
 
-    def _spawn(self) -> None:
+    def _spawn(self, index: int) -> None:
         pid = os.fork()
         if pid == 0:
-            self._child()
-        self.children[pid] = time.monotonic()
+            self._child(index)
+        self.children[pid] = (time.monotonic(), index)
 
-    def _child(self) -> None:
+    def _child(self, index: int) -> None:
         code = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            self.serve(self.sock)
+            # Out of the terminal's process group: a Ctrl-C reaches the supervisor
+            # alone, which passes one SIGTERM on; two signals would force an exit.
+            os.setpgid(0, 0)
+            self.serve(self.sock, index)
             code = 0
         except BaseException:
             logger.exception("worker %d failed", os.getpid())
         finally:
             os._exit(code)
 
-    def _replace(self, pid: int, status: int, started: float) -> None:
+    def _replace(self, pid: int, status: int, started: float, index: int) -> None:
         logger.warning("worker %d %s; starting a new one", pid, describe_exit(status))
         lived = time.monotonic() - started
         self.backoff = 0.0 if lived > _MIN_LIFETIME else min(_MAX_BACKOFF, self.backoff * 2 or 0.1)
         time.sleep(self.backoff)
         if not self.stopping:
-            self._spawn()
+            self._spawn(index)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -95,6 +100,9 @@ class Supervisor:
             return
         self.stopping = True
         logger.info("stopping %d workers", len(self.children))
+        # The workers stop accepting; closing this copy too makes new connections be
+        # refused at once instead of waiting in the backlog for no one.
+        self.sock.close()
         self._signal_children(signal.SIGTERM)
 
     def _signal_children(self, signum: int) -> None:

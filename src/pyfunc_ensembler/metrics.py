@@ -1,0 +1,240 @@
+"""Prometheus metrics that add up across worker processes, for a few µs per request.
+
+All workers serve one port, so a scrape reaches one of them at random; it must still
+report the totals. Each worker owns one *slot* of an anonymous shared-memory map made
+before the workers are forked; only that worker writes its slot (so no locks), and a
+scrape, whichever worker it reaches, sums every slot. A replaced worker takes over its
+predecessor's slot, so counters never go backwards.
+
+A slot is a flat array of doubles (integers are exact up to 2**53): the in-flight
+gauge, one counter per HTTP status code, then four histograms, each its non-cumulative
+bucket counts followed by its sum. Recording a request is a handful of indexed adds,
+cheaper than ``prometheus_client``'s multiprocess mode, which writes a file per metric.
+"""
+
+from __future__ import annotations
+
+import mmap
+import platform
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyfunc_ensembler.loader import ModelInfo
+
+# Sub-millisecond resolution: an ensembler answers a router that waits 10-100 ms.
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_IN_FLIGHT = 0
+_STATUS = 1  # _STATUS + code: requests answered with that code
+_STATUS_CODES = 600
+
+
+class Histogram:
+    """Where one histogram lives in a slot, and how it is written and read."""
+
+    def __init__(self, name: str, help: str, buckets: Sequence[float], offset: int) -> None:
+        self.name = name
+        self.help = help
+        self.buckets = tuple(buckets)
+        self.offset = offset
+        self.sum = offset + len(self.buckets) + 1  # after the buckets and +Inf
+        self.end = self.sum + 1
+
+    def observe(self, slot: memoryview[float], value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to it (Prometheus' `le`).
+        slot[self.offset + bisect_left(self.buckets, value)] += 1
+        slot[self.sum] += value
+
+    def render(self, total: Sequence[float]) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} histogram"
+        cumulative = 0.0
+        bounds = [*(_number(b) for b in self.buckets), "+Inf"]
+        for index, bound in enumerate(bounds):
+            cumulative += total[self.offset + index]
+            yield f'{self.name}_bucket{{le="{bound}"}} {_number(cumulative)}'
+        yield f"{self.name}_sum {_number(total[self.sum])}"
+        yield f"{self.name}_count {_number(cumulative)}"
+
+
+def _layout() -> tuple[Histogram, Histogram, Histogram, Histogram, int]:
+    offset = _STATUS + _STATUS_CODES
+    histograms = []
+    for name, help, buckets in (
+        (
+            "ensembler_request_duration_seconds",
+            "Time from the request body received to the answer ready, in seconds.",
+            LATENCY_BUCKETS,
+        ),
+        (
+            "ensembler_ensemble_duration_seconds",
+            "Time spent in the ensembler's own call, in seconds.",
+            LATENCY_BUCKETS,
+        ),
+        ("ensembler_request_size_bytes", "Request body sizes in bytes.", SIZE_BUCKETS),
+        ("ensembler_response_size_bytes", "Response body sizes in bytes.", SIZE_BUCKETS),
+    ):
+        histogram = Histogram(name, help, buckets, offset)
+        histograms.append(histogram)
+        offset = histogram.end
+    request, ensemble, request_size, response_size = histograms
+    return request, ensemble, request_size, response_size, offset
+
+
+REQUEST_SECONDS, ENSEMBLE_SECONDS, REQUEST_BYTES, RESPONSE_BYTES, SLOT_SIZE = _layout()
+HISTOGRAMS = (REQUEST_SECONDS, ENSEMBLE_SECONDS, REQUEST_BYTES, RESPONSE_BYTES)
+
+
+class Metrics:
+    """The shared counters of all workers; `use_slot` picks this process's slot."""
+
+    def __init__(self, workers: int = 1, info: Mapping[str, str] | None = None) -> None:
+        self.workers = max(1, workers)
+        self._memory = mmap.mmap(-1, self.workers * SLOT_SIZE * 8)  # MAP_SHARED: survives fork
+        self._all = memoryview(self._memory).cast("d")
+        self._static = _static_lines(self.workers, info or {})
+        self.use_slot(0)
+
+    def use_slot(self, index: int) -> None:
+        """Write to slot `index` from now on (a worker calls this once, after the fork)."""
+        self.slot = self._all[index * SLOT_SIZE : (index + 1) * SLOT_SIZE]
+        # A predecessor that died mid-request left its in-flight count behind.
+        self.slot[_IN_FLIGHT] = 0
+
+    def set_in_flight(self, count: int) -> None:
+        self.slot[_IN_FLIGHT] = count
+
+    def count(self, status: int) -> None:
+        """Count a request answered without a call (rejected, or a bad body)."""
+        self.slot[_STATUS + (status if 0 <= status < _STATUS_CODES else 0)] += 1
+
+    def observe(
+        self,
+        status: int,
+        seconds: float,
+        ensemble_seconds: float | None,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        """Record one answered request (the hot path: keep it to indexed adds)."""
+        slot = self.slot
+        slot[_STATUS + status] += 1
+        REQUEST_SECONDS.observe(slot, seconds)
+        if ensemble_seconds is not None:
+            ENSEMBLE_SECONDS.observe(slot, ensemble_seconds)
+        REQUEST_BYTES.observe(slot, request_bytes)
+        RESPONSE_BYTES.observe(slot, response_bytes)
+
+    def totals(self) -> list[float]:
+        """Every slot summed: what all workers together have counted."""
+        total = list(self._all[0:SLOT_SIZE])
+        for index in range(1, self.workers):
+            base = index * SLOT_SIZE
+            for i, value in enumerate(self._all[base : base + SLOT_SIZE]):
+                total[i] += value
+        return total
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition (format 0.0.4) of all workers together."""
+        total = self.totals()
+        lines = [
+            "# HELP ensembler_requests_total Requests to POST /ensemble, by HTTP status code.",
+            "# TYPE ensembler_requests_total counter",
+        ]
+        for code in range(_STATUS_CODES):
+            if total[_STATUS + code]:
+                lines.append(
+                    f'ensembler_requests_total{{code="{code}"}} {_number(total[_STATUS + code])}'
+                )
+        lines += [
+            "# HELP ensembler_requests_in_flight Requests being answered now, all workers.",
+            "# TYPE ensembler_requests_in_flight gauge",
+            f"ensembler_requests_in_flight {_number(total[_IN_FLIGHT])}",
+        ]
+        for histogram in HISTOGRAMS:
+            lines.extend(histogram.render(total))
+        lines.extend(self._static)
+        return ("\n".join(lines) + "\n").encode()
+
+
+def model_info(info: ModelInfo) -> dict[str, str]:
+    """The labels of ``ensembler_model_info``, plus the load time (`Metrics` keeps it apart)."""
+    from pyfunc_ensembler import __version__
+
+    return {
+        "model_uri": info.uri,
+        "ensembler_class": info.ensembler_class,
+        "loader": info.loader,
+        "saved_python_version": info.python_version or "",
+        "python_version": platform.python_version(),
+        "pyfunc_ensembler_version": __version__,
+        "load_seconds": repr(info.load_seconds),
+    }
+
+
+def _static_lines(workers: int, info: Mapping[str, str]) -> list[str]:
+    """Lines that never change after start-up: worker count, model info and load time."""
+    lines = [
+        "# HELP ensembler_workers Worker processes serving this port.",
+        "# TYPE ensembler_workers gauge",
+        f"ensembler_workers {workers}",
+    ]
+    if not info:
+        return lines
+    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in info.items() if k != "load_seconds")
+    return [
+        *lines,
+        "# HELP ensembler_model_info The model being served (always 1).",
+        "# TYPE ensembler_model_info gauge",
+        f"ensembler_model_info{{{labels}}} 1",
+        "# HELP ensembler_model_load_seconds Time it took to load the model, in seconds.",
+        "# TYPE ensembler_model_load_seconds gauge",
+        f"ensembler_model_load_seconds {info.get('load_seconds', '0')}",
+    ]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int) -> threading.Thread:
+    """Serve ``GET /metrics`` on its own port, from a daemon thread of this process.
+
+    Called in the supervisor (or the only worker): the shared memory holds every
+    worker's counts, so this process can answer for all of them without taking a
+    worker's time. Anything but ``GET /metrics`` gets 404.
+    """
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path.split("?", 1)[0] == "/metrics"
+            body = metrics.render() if found else b'{"error":{"type":"not_found"}}\n'
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", CONTENT_TYPE if found else "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes are not worth a log line
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return thread
