@@ -16,7 +16,7 @@ from pyfunc_ensembler.supervisor import Supervisor, bind
 
 logger = logging.getLogger("pyfunc_ensembler.serve")
 
-FRONT_ENDS = {"asgi": "pyfunc_ensembler.asgi"}
+FRONT_ENDS = {"native": "pyfunc_ensembler.native", "asgi": "pyfunc_ensembler.asgi"}
 
 
 def serve(settings: Settings) -> int:

@@ -32,9 +32,19 @@ class Settings:
     host: str = _field("0.0.0.0", "Address to bind.")
     port: int = _field(8083, "Port to listen on (Turing's router calls 8083).")
     workers: int = _field(1, "Worker processes sharing the port; a dead worker is replaced.")
-    server: str = _field("asgi", "Front end: 'asgi' (uvicorn).", choices=("asgi",))
+    server: str = _field(
+        "native",
+        "Front end: 'native' (HTTP/1.1 on uvloop + llhttp) or 'asgi' (uvicorn).",
+        choices=("native", "asgi"),
+    )
     log_level: str = _field("warning", "Log level.", choices=LOG_LEVELS)
     max_body_size: int = _field(16 * 1024 * 1024, "Largest request body in bytes (413 above).")
+    max_header_size: int = _field(
+        64 * 1024, "Largest request line + headers in bytes (431 above; native front end)."
+    )
+    receive_timeout: float = _field(
+        30.0, "Seconds a client may take to send a whole request (408 after; native; 0: none)."
+    )
     force_mlflow: bool = _field(
         False, "Load through mlflow.pyfunc even when the lean loader could."
     )

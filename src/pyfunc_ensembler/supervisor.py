@@ -28,7 +28,12 @@ _MIN_LIFETIME = 1.0
 _MAX_BACKOFF = 5.0
 
 
-def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
+# Connections the kernel queues before a worker accepts them; front ends that listen
+# again on the inherited socket (uvloop does) pass the same number.
+BACKLOG = 2048
+
+
+def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
     """Bind the listening socket in the supervisor, so workers inherit it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -1,0 +1,493 @@
+"""One HTTP/1.1 connection of the native front end: llhttp parsing -> the core -> one write.
+
+An asyncio protocol (no streams, no ASGI): httptools calls back as bytes are parsed,
+and a complete request goes straight to the core. A synchronous ensembler is called
+inside `data_received`, so pipelined requests are answered in order without a task per
+request; an ``async def`` ensembler gets one worker task per connection that answers
+the queued requests in order. Every response is one ``transport.write`` of bytes
+joined from precomputed pieces.
+
+Parsing is strict (llhttp's defaults, no leniencies): a malformed request, two
+Content-Length headers, or Content-Length with Transfer-Encoding is answered with 400
+and the connection is closed. A refused request (400, 408, 413, 431) is closed
+*lingering*: our write side is shut, and what the client still sends is read and
+dropped for a bounded time and size, so that it reads our answer instead of a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+
+from pyfunc_ensembler.core import Core
+from pyfunc_ensembler.errors import (
+    EnsemblerError,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestError,
+    RequestTimeout,
+)
+
+logger = logging.getLogger("pyfunc_ensembler.native")
+
+RawHeader = tuple[bytes, bytes]
+ExtraHeaders = tuple[RawHeader, ...]
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_JSON = b"Content-Type: application/json\r\n"
+_CONTENT_LENGTH = b"Content-Length: "
+# Sent on every kept-alive answer: an HTTP/1.0 client needs it to keep the connection,
+# and it costs an HTTP/1.1 client nothing (nginx does the same).
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_CLOSE = b"Connection: close\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ALLOW_POST = ((b"Allow", b"POST"),)
+
+# What to do with the connection once an answer is written.
+KEEP, CLOSE, LINGER = 0, 1, 2
+
+# After a refusal, unread request bytes are read and dropped up to this much or this
+# long; closing with unread data would make the kernel send a reset, and a client
+# still writing its body would then never read the answer.
+LINGER_BYTES = 16 * 1024 * 1024
+LINGER_SECONDS = 2.0
+# Requests parsed but not yet answered (async ensemblers): above this, stop reading.
+MAX_PIPELINE = 32
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback to stop parsing the rest of what was received."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one client may do. A timeout of 0 means no limit."""
+
+    max_body_size: int
+    max_header_size: int
+    receive_timeout: float
+    keepalive_timeout: float
+
+
+def date_header(now: float | None = None) -> bytes:
+    return b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+
+
+class ServerState:
+    """What the connections of one worker share: the core, the limits, the Date line.
+
+    `tick` runs about once a second (from `native`): it refreshes the Date header and
+    enforces every connection's deadline, so a request costs no timer of its own.
+    """
+
+    def __init__(self, core: Core, limits: Limits) -> None:
+        self.core = core
+        self.limits = limits
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.date = date_header()
+        self._second = int(time.time())
+
+    def tick(self) -> None:
+        wall = time.time()
+        if int(wall) != self._second:
+            self._second = int(wall)
+            self.date = date_header(wall)
+        now = time.monotonic()
+        for connection in list(self.connections):
+            connection.check_deadline(now)
+
+    def drain(self) -> None:
+        """Stop keeping connections alive; close the idle ones now."""
+        self.draining = True
+        for connection in list(self.connections):
+            connection.close_if_idle()
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parses requests, answers them in order, enforces limits."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.core = state.core
+        self.limits = state.limits
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        # The request being received.
+        self._url = b""
+        self._headers: list[RawHeader] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._head_size = 0
+        self._spilled = 0
+        self._declared = -1
+        self._expect_continue = False
+        self._decided: tuple[tuple[int, bytes], ExtraHeaders] | None = None
+        self._mode = KEEP
+        self._head = False
+        self._receiving = False
+        self._in_head = False
+        # The connection.
+        self._deadline = 0.0  # when the current wait (idle, receive, linger) runs out
+        self._stalled_until = 0.0  # when a client that does not read its answers is dropped
+        self._stopped = False  # no more requests are parsed from this connection
+        self._lingering = False
+        self._lingered = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._continue_owed = False
+        self._eof = False
+        # Requests waiting for an async ensembler, answered in order by `_work`:
+        # (ready answer or None, body, headers, mode, head).
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self.state.connections.add(self)
+        self._wait_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self._stopped = True
+        if self._worker is not None:
+            self._worker.cancel()
+        self._wake_drained()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self._close()
+            return
+        if self._stopped:
+            return
+        head_in_progress = self._in_head
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _StopParsing):
+                logger.error("native front end failed on a request", exc_info=exc.__context__)
+                self._refuse(EnsemblerError("the server failed to read the request"))
+        except httptools.HttpParserUpgrade:
+            # The upgrade request itself has been answered (and closes the connection);
+            # the bytes after it belong to a protocol we do not speak.
+            self._stop_parsing()
+        except httptools.HttpParserError as exc:
+            self._refuse(RequestError(f"malformed HTTP request: {exc or type(exc).__name__}"))
+        else:
+            if head_in_progress and self._in_head:
+                # httptools holds a header that is still arriving without calling us back:
+                # count whole chunks spent in the head so that it cannot grow unseen.
+                self._spilled += len(data)
+                if self._head_size + self._spilled > self.limits.max_header_size:
+                    self._refuse(HeadersTooLarge(self._headers_too_large()))
+
+    def eof_received(self) -> bool | None:
+        if self._worker is not None and not self._lingering:
+            # A client may half-close after its last request: answer it, then close.
+            self._eof = True
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its requests until it does,
+        # and give up on it if it stays stuck as long as an idle connection may.
+        self._writing_paused = True
+        self._pause_reading()
+        if self.limits.keepalive_timeout > 0:
+            self._stalled_until = time.monotonic() + self.limits.keepalive_timeout
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._stalled_until = 0.0
+        self._wake_drained()
+        self._maybe_resume_reading()
+
+    # -- httptools callbacks -----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._receiving = True
+        self._in_head = True
+        self._url = b""
+        self._headers = []
+        self._body = []
+        self._body_size = 0
+        self._head_size = 0
+        self._spilled = 0
+        self._declared = -1
+        self._expect_continue = False
+        timeout = self.limits.receive_timeout
+        self._deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        if not self._in_head:
+            return  # a trailer after a chunked body: counted, not passed on
+        self._headers.append((name, value))
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            self._declared = int(value)  # llhttp has checked it is one plain number
+        elif size == 6 and name.lower() == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self.parser
+        method = parser.get_method()
+        self._head = method == b"HEAD"
+        self._mode = KEEP if parser.should_keep_alive() else CLOSE
+        if parser.should_upgrade():
+            # We never switch protocols: the request is answered over HTTP/1.1 (RFC 9110
+            # lets a server ignore Upgrade), then the connection is closed, since what the
+            # client sends next may not be HTTP/1.1.
+            self._mode = CLOSE
+            if method == b"CONNECT":
+                self._stop(MethodNotAllowed("this server is not a proxy"), _ALLOW_POST)
+        if self._declared > self.limits.max_body_size:
+            self._stop(PayloadTooLarge(self._body_too_large(self._declared)))
+        self._decided = self.core.route(method.decode(), self._path())
+        if self._expect_continue and parser.get_http_version() == "1.1":
+            self._send_continue()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self.limits.max_body_size:
+            self._stop(PayloadTooLarge(self._body_too_large()))
+        if self._decided is None:
+            self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._receiving = False
+        self._deadline = 0.0
+        mode = self._mode
+        if mode != KEEP:
+            self._stopped = True  # llhttp refuses anything after a closing request anyway
+        decided = self._decided
+        if decided is not None:
+            (status, answer), extra = decided
+            self._respond(status, answer, extra, mode)
+            return
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        if self.core.is_async:
+            self._queue.append((None, body, self._headers, mode, self._head))
+            self._start_worker()
+        else:
+            status, answer = self.core.handle(body, self._headers)
+            self._write(status, answer, (), mode, self._head)
+
+    # -- answering ---------------------------------------------------------------------
+
+    def _respond(self, status: int, body: bytes, extra: ExtraHeaders, mode: int) -> None:
+        """Write an answer now, or after the answers still being worked out."""
+        if self._worker is None:
+            self._write(status, body, extra, mode, self._head)
+        else:
+            self._queue.append(((status, body, extra), b"", None, mode, self._head))
+
+    def _write(self, status: int, body: bytes, extra: ExtraHeaders, mode: int, head: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if mode == KEEP and self.state.draining:
+            mode = CLOSE
+        content_type = _JSON
+        headers = b""
+        if extra:
+            headers = b"".join(name + b": " + value + b"\r\n" for name, value in extra)
+            if any(name.lower() == b"content-type" for name, _ in extra):
+                content_type = b""
+        transport.write(
+            b"".join(
+                (
+                    _STATUS_LINES[status],
+                    content_type,
+                    _CONTENT_LENGTH,
+                    str(len(body)).encode(),
+                    b"\r\n",
+                    self.state.date,
+                    _KEEP_ALIVE if mode == KEEP else _CLOSE,
+                    headers,
+                    b"\r\n",
+                    b"" if head else body,
+                )
+            )
+        )
+        if mode == KEEP:
+            if not self._receiving and not self._queue:
+                self._wait_idle()
+        elif mode == LINGER:
+            self._linger()
+        else:
+            self._stopped = True
+            transport.close()
+
+    def _send_continue(self) -> None:
+        if self._worker is None:
+            assert self.transport is not None
+            self.transport.write(_CONTINUE)
+        else:  # the interim answer must follow the answers to earlier requests
+            self._continue_owed = True
+
+    def _start_worker(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        if len(self._queue) > MAX_PIPELINE:
+            self._pause_reading()
+
+    async def _work(self) -> None:
+        """Answer queued requests one by one, in the order they came."""
+        queue = self._queue
+        transport = self.transport
+        assert transport is not None
+        try:
+            while queue and not transport.is_closing():
+                ready, body, headers, mode, head = queue.popleft()
+                if ready is None:
+                    status, answer = await self.core.handle_async(body, headers)
+                    self._write(status, answer, (), mode, head)
+                else:
+                    status, answer, extra = ready
+                    self._write(status, answer, extra, mode, head)
+                if self._writing_paused:
+                    await self._wait_drained()
+                self._maybe_resume_reading()
+        finally:
+            self._worker = None
+        if transport.is_closing():
+            return
+        if self._continue_owed:
+            self._continue_owed = False
+            self._send_continue()
+        if self._eof:
+            self._close()
+        elif not self._receiving:
+            self._wait_idle()
+
+    def _wait_drained(self) -> asyncio.Future[None]:
+        self._drained = asyncio.get_running_loop().create_future()
+        return self._drained
+
+    def _wake_drained(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    # -- refusing and closing ----------------------------------------------------------
+
+    def _stop(self, error: EnsemblerError, extra: ExtraHeaders = ()) -> None:
+        """`_refuse` from inside a parser callback: also stop the parser there."""
+        self._refuse(error, extra)
+        raise _StopParsing
+
+    def _refuse(self, error: EnsemblerError, extra: ExtraHeaders = ()) -> None:
+        """Answer `error` after any earlier answers, parse nothing more, close lingering."""
+        if self._stopped:
+            return
+        self._stop_parsing()
+        self._receiving = False
+        self._deadline = 0.0
+        status, body = self.core.error(error)
+        self._respond(status, body, extra, LINGER)
+
+    def _stop_parsing(self) -> None:
+        self._stopped = True
+        self._pause_reading()
+
+    def _linger(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        self._stopped = True
+        self._lingering = True
+        self._deadline = time.monotonic() + LINGER_SECONDS
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def _close(self) -> None:
+        self._stopped = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def close_if_idle(self) -> None:
+        """Close now unless a request is being received or answered (graceful shutdown)."""
+        if not self._receiving and self._worker is None and not self._lingering:
+            self._close()
+
+    def check_deadline(self, now: float) -> None:
+        """Enforce the idle, receive, linger and stall limits; called by `ServerState.tick`."""
+        if self._stalled_until and now > self._stalled_until:
+            assert self.transport is not None
+            self._stopped = True
+            self.transport.abort()
+        elif self._deadline and now > self._deadline:
+            if self._receiving:
+                self._refuse(RequestTimeout("the request did not arrive in time"))
+            else:
+                self._close()
+
+    def _wait_idle(self) -> None:
+        timeout = self.limits.keepalive_timeout
+        self._deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._reading_paused
+            and not self._writing_paused
+            and not self._stopped
+            and len(self._queue) <= MAX_PIPELINE
+            and self.transport is not None
+        ):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size + self._spilled > self.limits.max_header_size:
+            self._stop(HeadersTooLarge(self._headers_too_large()))
+
+    def _headers_too_large(self) -> str:
+        return f"the request head is over the limit of {self.limits.max_header_size} bytes"
+
+    def _body_too_large(self, declared: int | None = None) -> str:
+        limit = self.limits.max_body_size
+        if declared is not None:
+            return f"the body has {declared} bytes; the limit is {limit}"
+        return f"the body is over the limit of {limit} bytes"
+
+    def _path(self) -> str:
+        url = self._url
+        if url[:1] != b"/":  # absolute-form ("http://host/ensemble"), "*", authority-form
+            try:
+                url = httptools.parse_url(url).path or b""
+            except httptools.HttpParserInvalidURLError:
+                return url.decode("latin-1")
+        path = url.partition(b"?")[0].decode("latin-1")
+        return unquote(path) if "%" in path else path

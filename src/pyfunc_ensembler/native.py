@@ -1,0 +1,135 @@
+"""The native front end (the default): HTTP/1.1 on uvloop with llhttp, straight into the core.
+
+`serve` runs one worker's event loop: it accepts connections (each an `http11.Connection`),
+ticks a clock that refreshes the Date header and enforces every connection's deadlines,
+and on SIGTERM/SIGINT shuts down gracefully (`shut_down`): stop accepting, tell the core
+(readiness goes false), close idle connections, let requests in flight finish within
+``--graceful-timeout``, then close what is left. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from pyfunc_ensembler.core import Core, force_exit
+from pyfunc_ensembler.http11 import Connection, Limits, ServerState
+from pyfunc_ensembler.settings import Settings
+from pyfunc_ensembler.supervisor import BACKLOG
+
+logger = logging.getLogger("pyfunc_ensembler.native")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
+    """Serve on the bound `sock` until SIGTERM/SIGINT, then drain and return."""
+    loop = _new_event_loop()
+    try:
+        loop.run_until_complete(_serve(sock, core, settings))
+    finally:
+        loop.close()
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # no uvloop on Windows: asyncio's own loop works, slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(
+        max_body_size=settings.max_body_size,
+        max_header_size=settings.max_header_size,
+        receive_timeout=settings.receive_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+    )
+
+
+async def _serve(sock: socket.socket, core: Core, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    state = ServerState(core, limits(settings))
+    listener = await loop.create_server(lambda: Connection(state), sock=sock, backlog=BACKLOG)
+    clock = _Clock(loop, state, _tick_seconds(state.limits))
+    stop = asyncio.Event()
+    restore = _on_signals(lambda: loop.call_soon_threadsafe(stop.set))
+    try:
+        await stop.wait()
+        await shut_down(listener, state, settings.graceful_timeout)
+    finally:
+        clock.cancel()
+        restore()
+
+
+async def shut_down(listener: asyncio.AbstractServer, state: ServerState, grace: float) -> None:
+    """Stop accepting, close idle connections, give the busy ones `grace` seconds."""
+    listener.close()
+    state.core.drain()
+    state.drain()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    # Connections close themselves after their answer; poll rather than hook into each.
+    while state.connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if state.connections:
+        logger.warning(
+            "%d connections still busy after %s s: closing them", len(state.connections), grace
+        )
+        for connection in list(state.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        await asyncio.sleep(0)  # let connection_lost run
+
+
+class _Clock:
+    """Calls `state.tick` every `seconds` until cancelled."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, state: ServerState, seconds: float):
+        self.loop = loop
+        self.state = state
+        self.seconds = seconds
+        self.handle = loop.call_later(seconds, self._tick)
+
+    def _tick(self) -> None:
+        self.state.tick()
+        self.handle = self.loop.call_later(self.seconds, self._tick)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+def _tick_seconds(limits: Limits) -> float:
+    """Once a second (the Date header's resolution), more often for short test timeouts."""
+    timeouts = [t for t in (limits.receive_timeout, limits.keepalive_timeout) if t > 0]
+    return max(0.05, min([1.0, *(t / 4 for t in timeouts)]))
+
+
+def _on_signals(begin_shutdown: Callable[[], Any]) -> Callable[[], None]:
+    """SIGTERM/SIGINT: the first begins the graceful shutdown, a second exits at once.
+
+    Plain `signal.signal` handlers rather than the loop's: they run even while a
+    synchronous ensembler blocks the loop, so a second signal always gets out.
+    """
+    received: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if received:
+            force_exit(signum)
+        received.append(signum)
+        logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
+        begin_shutdown()
+
+    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
