@@ -29,6 +29,7 @@ serve: example
 lint: install
 	$(PY) -m ruff check src tests examples $(wildcard bench)
 	$(PY) -m ruff format --check src tests examples $(wildcard bench)
+	$(VENV)/bin/hadolint --failure-threshold info docker/Dockerfile docker/app.Dockerfile
 
 typecheck: install
 	$(PY) -m mypy
