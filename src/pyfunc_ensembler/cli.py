@@ -52,6 +52,20 @@ requirements prints the model's pip requirements minus those the server replaces
 docker/install-model.sh uses it inside the image build.
 """
 
+BATCH_EXAMPLES = """\
+examples:
+  pyfunc-ensembler batch job.yaml                       # a BatchEnsemblingJob file
+  pyfunc-ensembler batch job.yaml --engine spark --master spark://host:7077
+  pyfunc-ensembler batch --ensembler ./my-ensembler --input rows.parquet \\
+    --output scores/ --result-type DOUBLE             # a table with __predictions__ columns
+  pyfunc-ensembler batch --ensembler ./my-ensembler --input 'parts/*.jsonl' \\
+    --output out.csv --save-mode overwrite            # JSON text answers, to CSV
+
+The job file's shape, the result types and save modes: docs/batch.md. Prints one
+line with rows and rows/s at the end (a progress bar on a terminal); exit status 0,
+or 1 with the reason (an invalid job lists every problem with its field's path).
+"""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -121,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Copy or download the model to DIR first (used while building an image).",
     )
     image.set_defaults(run=run_image)
+    _add_batch_command(commands)
     return parser
 
 
@@ -212,4 +227,99 @@ def run_image(settings: Settings, args: argparse.Namespace) -> int:
         print("\n".join(model.requirements))
     else:
         print("\n".join(f"--build-arg {k}={v}" for k, v in model.build_args.items()))
+    return 0
+
+
+def _add_batch_command(commands: Any) -> None:
+    from pyfunc_ensembler.batch import ENGINES
+
+    batch = _command(
+        commands,
+        "batch",
+        "Ensemble a whole table with a job file or the short form.",
+        BATCH_EXAMPLES,
+    )
+    batch.add_argument("job", nargs="?", metavar="JOB.yaml", help="A BatchEnsemblingJob file.")
+    short = batch.add_argument_group("short form (instead of JOB.yaml)")
+    short.add_argument("--ensembler", metavar="URI", help="MLflow model URI of the ensembler.")
+    short.add_argument("--input", metavar="PATH", help="Table with __predictions__<route> columns.")
+    short.add_argument("--output", metavar="PATH", help="Where to write (a file or a directory).")
+    short.add_argument("--result-column", default="result", help="Default: %(default)s.")
+    short.add_argument(
+        "--result-type",
+        default="JSON",
+        help="DOUBLE, FLOAT, INTEGER, LONG, STRING, BOOLEAN, "
+        "ARRAY or JSON (the answer's JSON text; the default).",
+    )
+    short.add_argument("--item-type", help="Item type of an ARRAY result.")
+    short.add_argument(
+        "--on-invalid",
+        choices=("fail", "null"),
+        default="fail",
+        help="An answer that does not fit the type: fail (default) or null.",
+    )
+    batch.add_argument(
+        "--save-mode",
+        choices=("errorifexists", "overwrite", "append", "ignore"),
+        help="When the output exists (default: the job's, else errorifexists).",
+    )
+    batch.add_argument("--engine", choices=ENGINES, default="local", help="Default: local.")
+    batch.add_argument("--master", help="Spark master URL (--engine spark; default local[*]).")
+    batch.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="ROWS",
+        help="Rows per Arrow batch (local engine; default 65536).",
+    )
+    batch.add_argument("--report", type=Path, metavar="FILE", help="Also write the report as JSON.")
+    batch.add_argument(
+        "--force-mlflow", action="store_true", default=None, help=_help("force_mlflow")
+    )
+    batch.set_defaults(run=run_batch)
+
+
+def run_batch(settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from pyfunc_ensembler import batch
+    from pyfunc_ensembler.batch.job import SaveMode
+    from pyfunc_ensembler.errors import EnsemblerError
+
+    short = (args.ensembler, args.input, args.output)
+    try:
+        if args.job and any(short):
+            raise ValueError("give either JOB.yaml or --ensembler/--input/--output, not both")
+        if args.job:
+            job = batch.load_job(args.job)
+        elif all(short):
+            job = batch.short_job(
+                args.ensembler,
+                args.input,
+                args.output,
+                result_column=args.result_column,
+                result_type=args.result_type,
+                item_type=args.item_type,
+                on_invalid=args.on_invalid,
+            )
+        else:
+            raise ValueError("give JOB.yaml, or all of --ensembler, --input and --output")
+        if args.save_mode:
+            mode = SaveMode(args.save_mode)
+            job = dc.replace(job, sink=dc.replace(job.sink, save_mode=mode))
+        options: dict[str, Any] = {"force_mlflow": bool(args.force_mlflow)}
+        if args.engine == "spark":
+            options["master"] = args.master
+        elif args.batch_size:
+            options["batch_size"] = args.batch_size
+        report = batch.run(job, args.engine, **options)
+    except ValueError as exc:
+        print(f"pyfunc-ensembler batch: {exc}", file=sys.stderr)
+        return 2
+    except EnsemblerError as exc:
+        print(f"pyfunc-ensembler batch: {exc.message}", file=sys.stderr)
+        return 1
+    print(report.summary(), file=sys.stderr)
+    if args.report:
+        args.report.write_text(json.dumps(report.as_dict(), indent=2))
     return 0

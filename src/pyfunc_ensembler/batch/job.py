@@ -315,6 +315,8 @@ class _Checker:
         if location is None:
             return None
         found = format_of(location)
+        if found is None and not Path(location.rstrip("/*")).suffix:
+            return "parquet"  # a directory (of part files) without a format: Parquet
         if found is None:
             self.fail(
                 path, f"cannot tell the format of '{location}': give one of {', '.join(FORMATS)}"

@@ -1,0 +1,26 @@
+"""Ensemblers for the batch tests, written for real time (``predictions[route]["data"]``)."""
+
+from __future__ import annotations
+
+from pyfunc_ensembler import PyFunc
+
+
+class Pick(PyFunc):
+    """The data of the route the row's ``route`` column names: any type passes through."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        return predictions[input["route"]]["data"]
+
+
+class Trivial(PyFunc):
+    """The benchmark's ensembler: a little arithmetic on two scalar routes."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        return predictions["model_a"] * 0.5 + predictions["model_b"] * 0.5
+
+
+class FailsOnSeven(PyFunc):
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        if input["id"] == 7:
+            raise ValueError("seven is unlucky")
+        return float(input["id"])

@@ -1,0 +1,194 @@
+"""The local engine, and the promise that batch answers what real time answers for a row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pyfunc_ensembler.batch import parse_job, run, short_job
+from pyfunc_ensembler.batch.job import ResultType
+from pyfunc_ensembler.core import Core
+from pyfunc_ensembler.errors import BatchError, EnsembleFailed
+from pyfunc_ensembler.loader import load
+from tests.batch.tables import CASES, router_body, typed_table, values
+from tests.helpers import fixture_cases
+
+
+def job(source: Any, uri: str, out: Path, result: dict[str, Any], **spec: Any) -> Any:
+    """A job document; a string `source` is the path of a source without keys."""
+    return parse_job(
+        {
+            "kind": "BatchEnsemblingJob",
+            "spec": {
+                "source": {"dataset": source} if isinstance(source, str) else source,
+                "ensembler": {"uri": uri, "result": {"column_name": "result", **result}},
+                "sink": {"path": str(out), **spec.pop("sink", {})},
+                **spec,
+            },
+        }
+    )
+
+
+def real_time(uri: str, row: dict[str, Any]) -> Any:
+    status, body = Core(load(uri)).handle(orjson.dumps(router_body(row)), [])
+    assert status == 200, body
+    return orjson.loads(body)
+
+
+@pytest.mark.parametrize(("kind", "item", "route"), CASES, ids=[c[2] for c in CASES])
+def test_every_result_type_answers_as_real_time(
+    pick_model: str, tmp_path: Path, kind: ResultType, item: ResultType | None, route: str
+) -> None:
+    table = typed_table(route)
+    pq.write_table(table, tmp_path / "in.parquet")
+    result = {"type": kind.value, **({"item_type": item.value} if item else {})}
+    report = run(job(str(tmp_path / "in.parquet"), pick_model, tmp_path / "out", result))
+    written = ds.dataset(tmp_path / "out").to_table()
+    assert report.rows == 4 and report.nulled == 0
+    assert written.column("result").to_pylist() == values(kind, item)
+    assert written.column("result").to_pylist() == [
+        real_time(pick_model, r) for r in table.to_pylist()
+    ]
+
+
+def test_fixtures_answer_as_turing_and_as_real_time(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Turing's own ensemblers; the route column is the struct {data, is_default}."""
+    for index, case in enumerate(fixture_cases()):
+        body, uri = case["body"], str(fixtures_dir / case["ensembler"])
+        row = dict(body["request"])
+        for entry in body["response"]["route_responses"]:
+            row[f"__predictions__{entry['route']}"] = {
+                "data": entry["data"],
+                "is_default": entry["is_default"],
+            }
+        pq.write_table(pa.Table.from_pylist([row, row]), tmp_path / f"{index}.parquet")
+        out = tmp_path / f"{index}.jsonl"
+        run(job(str(tmp_path / f"{index}.parquet"), uri, out, {"type": "JSON"}))
+        answers = [json.loads(line)["result"] for line in out.read_text().splitlines()]
+        # Batch passes treatment_config=None, as Turing's batch does; real time without an
+        # experiment passes {}: these ensemblers treat both alike.
+        without_experiment = {**body, "response": {**body["response"], "experiment": {}}}
+        status, expected = Core(load(uri)).handle(orjson.dumps(without_experiment), [])
+        assert status == 200
+        assert [json.loads(a) for a in answers] == [orjson.loads(expected)] * 2, case["case"]
+        if case["body"]["response"]["experiment"]["configuration"]["name"] != "choose_the_control":
+            assert json.loads(answers[0]) == case["turing_runner_answer"]["json"]
+
+
+def test_joins_globs_formats_and_sink_columns(pick_model: str, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    rows = [{"id": i, "route": "a"} for i in range(6)]
+    for part in range(2):  # a directory of part files, as Spark writes
+        pq.write_table(
+            pa.Table.from_pylist(rows[part * 3 : part * 3 + 3]),
+            tmp_path / "src" / f"part-{part}.parquet",
+        )
+    (tmp_path / "src" / "_SUCCESS").write_text("")
+    preds = "\n".join(
+        json.dumps({"key": i, "data": i * 10, "is_default": False}) for i in (5, 1, 3, 9, 0, 2, 4)
+    )
+    (tmp_path / "a.jsonl").write_text(preds + "\n")
+    spec = job(
+        {"dataset": {"path": str(tmp_path / "src")}, "join_on": ["id"]},
+        pick_model,
+        tmp_path / "out.csv",
+        {"type": "LONG", "on_invalid": "null"},
+        predictions={
+            "a": {
+                "dataset": str(tmp_path / "*.jsonl"),
+                "join_on": ["key"],
+                "columns": ["data", "is_default"],
+            }
+        },
+        sink={"columns": ["id", "result"]},
+    )
+    report = run(spec)
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == '"id","result"'
+    # Source order kept; the key 9, absent from the source, is not joined.
+    assert lines[1:] == ["0,0", "1,10", "2,20", "3,30", "4,40", "5,50"]
+    assert report.nulled == 0 and report.rows == 6
+
+
+def test_save_modes(pick_model: str, tmp_path: Path) -> None:
+    pq.write_table(typed_table("long"), tmp_path / "in.parquet")
+    out = tmp_path / "out"
+
+    def go(mode: str) -> Any:
+        spec = short_job(
+            pick_model, str(tmp_path / "in.parquet"), str(out), result_type="LONG", save_mode=mode
+        )
+        return run(spec)
+
+    go("errorifexists")
+    with pytest.raises(BatchError, match="exists"):
+        go("errorifexists")
+    assert go("ignore").skipped
+    go("append")
+    assert ds.dataset(out).count_rows() == 8
+    go("overwrite")
+    assert ds.dataset(out).count_rows() == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_value_that_does_not_fit_names_the_row_or_becomes_null(
+    pick_model: str, tmp_path: Path
+) -> None:
+    pq.write_table(typed_table("string"), tmp_path / "in.parquet")
+    failing = short_job(
+        pick_model, str(tmp_path / "in.parquet"), str(tmp_path / "a"), result_type="DOUBLE"
+    )
+    with pytest.raises(
+        BatchError, match=r"row 0: the ensembler answered 'a', which is not a DOUBLE"
+    ):
+        run(failing)
+    assert not (tmp_path / "a").exists()
+    nulling = short_job(
+        pick_model,
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "b.parquet"),
+        result_type="DOUBLE",
+        on_invalid="null",
+    )
+    report = run(nulling)
+    assert report.nulled == 3  # "a", "é", "" (the null stays a null, uncounted)
+    assert pq.read_table(tmp_path / "b.parquet").column("result").null_count == 4
+
+
+def test_an_ensembler_that_raises_names_the_row_and_its_keys(
+    failing_model: str, tmp_path: Path
+) -> None:
+    pq.write_table(pa.table({"id": list(range(10))}), tmp_path / "in.parquet")
+    spec = job(
+        {"dataset": str(tmp_path / "in.parquet"), "join_on": ["id"]},
+        failing_model,
+        tmp_path / "o",
+        {"type": "DOUBLE"},
+    )
+    with pytest.raises(
+        EnsembleFailed, match=r"row 7 \(id=7\): ensemble\(\) raised ValueError: seven is unlucky"
+    ):
+        run(spec, batch_size=4)
+
+
+def test_duplicate_prediction_keys_are_refused(pick_model: str, tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "in.parquet")
+    pq.write_table(pa.table({"id": [1, 1], "p": [0.1, 0.2]}), tmp_path / "p.parquet")
+    spec = job(
+        {"dataset": str(tmp_path / "in.parquet"), "join_on": ["id"]},
+        pick_model,
+        tmp_path / "o",
+        {"type": "DOUBLE"},
+        predictions={
+            "a": {"dataset": str(tmp_path / "p.parquet"), "join_on": ["id"], "columns": ["p"]}
+        },
+    )
+    with pytest.raises(BatchError, match="1 duplicate keys"):
+        run(spec)
