@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import ensemblers
 from tests.helpers import FIXTURES, ROOT
 
 
@@ -26,3 +27,16 @@ def example_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return target
+
+
+@pytest.fixture(scope="session")
+def test_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One saved model per test ensembler, shared by every test that starts a server."""
+    root = tmp_path_factory.mktemp("models")
+    kinds = {
+        "echo": ensemblers.Echo(),
+        "faulty": ensemblers.Faulty(),
+        "async": ensemblers.AsyncSum(),
+        "numpy": ensemblers.Numpyish(),
+    }
+    return {name: ensemblers.save_model(model, root / name) for name, model in kinds.items()}

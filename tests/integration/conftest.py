@@ -1,26 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from tests import ensemblers
 from tests.helpers import Server
 
-FRONT_ENDS = ["asgi"]
-
-
-@pytest.fixture(scope="session")
-def test_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    kinds = {
-        "echo": ensemblers.Echo(),
-        "faulty": ensemblers.Faulty(),
-        "async": ensemblers.AsyncSum(),
-    }
-    kinds["numpy"] = ensemblers.Numpyish()
-    return {name: ensemblers.save_model(model, root / name) for name, model in kinds.items()}
+FRONT_ENDS = ["native", "asgi"]
 
 
 @pytest.fixture(scope="session")
