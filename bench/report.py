@@ -1,0 +1,438 @@
+# ruff: noqa: RUF001, RUF002  (typographic signs are meant: this writes prose for people)
+"""Turn ``results.json`` into the Markdown report and the latency/throughput plot.
+
+The report goes between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in
+``docs/benchmarks.md``; anything outside the markers (the batch section, notes written
+by hand) is kept as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write(results: dict[str, Any], doc: Path, plot: Path) -> None:
+    plotted = _plot(results.get("curve", []), plot)
+    block = render(results, os.path.relpath(plot, doc.parent) if plotted else None)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    old = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:  # first time: after the title, before whatever else the file holds
+        title, _, rest = old.partition("\n")
+        text = f"{title}\n\n{block}\n{rest.lstrip()}"
+    doc.write_text(text)
+
+
+def render(results: dict[str, Any], plot: str | None) -> str:
+    meta = results["meta"]
+    parts = [BEGIN, _intro(meta), _targets(results)]
+    parts.append(_throughput(results.get("load", []), results.get("debug", [])))
+    if plot:
+        parts.append(
+            "### Latency against throughput\n\n5 KB bodies, 1 worker on 1 core; each point is "
+            f"one wrk run at a connection count (p50 solid, p99 dashed).\n\n![latency]({plot})\n"
+        )
+    parts += [
+        _startup(results.get("startup", [])),
+        _memory(results.get("memory", [])),
+        _inprocess(results.get("inprocess", {})),
+        _imports(results.get("importtime", {})),
+        _scaling(results.get("scaling")),
+        END,
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def _spread(values: list[float], scale: float = 1, fmt: str = "{:,.0f}") -> str:
+    """``median (min–max)``, or just the value for one run."""
+    scaled = [v * scale for v in values]
+    if len(scaled) == 1:
+        return fmt.format(scaled[0])
+    low, mid, high = min(scaled), _median(scaled), max(scaled)
+    return f"{fmt.format(mid)} ({fmt.format(low)}–{fmt.format(high)})"
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    if not value or not reference:
+        return "–"
+    return f"{value / reference:.2f}×"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _group(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[Any]]:
+    groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[k] for k in keys)].append(row)
+    return groups
+
+
+# -- sections -------------------------------------------------------------------------
+
+
+def _intro(meta: dict[str, Any]) -> str:
+    machine, config = meta["machine"], meta["config"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    note = f"> {config['note']}\n\n" if config.get("note") else ""
+    return (
+        f"## Real-time serving: Turing's server against ours\n\n{note}"
+        f"Written by `bench/run.py` on {meta['date']} in {meta['seconds']} s; regenerate with "
+        "`make bench`. Everything between the `bench:` markers is rewritten by each run.\n\n"
+        f"- Command: `{meta['command']}`\n"
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
+        f"Linux {machine['kernel']}; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in machine['load_average'])}\n"
+        f"- Server pinned to core {meta['server_cpus']} (`taskset`), wrk and the harness to core "
+        f"{meta['load_cpus']}; one worker unless said otherwise\n"
+        f"- Runs: {config['runs']} × {config['duration']} s per case after "
+        f"{config['warmup']} s of warm-up, servers alternated within each run; "
+        "medians with (min–max)\n"
+        f"- Versions: {versions}\n"
+        "- Same ensemble logic everywhere (`bench/logic.py`), saved with Turing's SDK for "
+        "Turing's server and with ours for ours; Turing runs at `LOG_LEVEL=WARNING` (its "
+        "best) unless marked `turing-debug` (its DEBUG default)\n"
+    )
+
+
+def _median_of(rows: list[dict[str, Any]], key: str, **where: Any) -> float | None:
+    values = [r[key] for r in rows if all(r.get(k) == v for k, v in where.items())]
+    return _median(values) if values else None
+
+
+def _targets(results: dict[str, Any]) -> str:
+    load_rows = results.get("load", [])
+    fronts = results["meta"]["front_ends"]
+    fast = "native" if "native" in fronts else fronts[0]
+    rows: list[list[str]] = []
+
+    def add(target: str, measured: float | None, limit: float, better: str, unit: str) -> None:
+        if measured is None:
+            rows.append([target, "not measured", "–"])
+            return
+        met = measured >= limit if better == "higher" else measured <= limit
+        rows.append([target, f"{measured:,.2f}{unit}", "yes" if met else "**no**"])
+
+    rps = {
+        s: _median_of(load_rows, "rps", server=s, payload="5KB", connections=32)
+        for s in ("turing", *fronts)
+    }
+    if rps["turing"] and rps[fast]:
+        add(
+            f"{fast} req/s at 32 connections ≥ 10× Turing's (5 KB)",
+            rps[fast] / rps["turing"],
+            10,
+            "higher",
+            "×",
+        )
+    if "native" in fronts and rps.get("asgi") and rps["native"]:
+        add(
+            "native req/s at 32 connections ≥ 2× asgi's (5 KB)",
+            rps["native"] / rps["asgi"],
+            2,
+            "higher",
+            "×",
+        )
+    p99 = {
+        s: _median_of(load_rows, "p99_us", server=s, payload="5KB", connections=1)
+        for s in ("turing", fast)
+    }
+    if p99["turing"] and p99[fast]:
+        add(
+            f"{fast} p99 at 1 connection ≤ ¼ of Turing's (5 KB)",
+            p99[fast] / p99["turing"],
+            0.25,
+            "lower",
+            "×",
+        )
+    five = results.get("inprocess", {}).get("5KB")
+    if five:
+        add(
+            "core overhead above calling `ensemble` (5 KB) ≤ 15 µs",
+            five["core"] - five["direct"],
+            15,
+            "lower",
+            " µs",
+        )
+    extra = _extra_worker_share(results.get("memory", []), fast)
+    if extra is not None:
+        add(
+            "each extra worker's PSS ≤ 25 % of the first's (200 MB artifact)",
+            extra * 100,
+            25,
+            "lower",
+            " %",
+        )
+    startup = results.get("startup", [])
+    ours_start = _median_of(startup, "seconds", server=fast, model="bench")
+    turing_start = _median_of(startup, "seconds", server="turing", model="bench")
+    if ours_start and turing_start:
+        add("start to first 200 ≤ ¼ of Turing's", ours_start / turing_start, 0.25, "lower", "×")
+    lean = _median_of(startup, "rss", server=fast, model="example")
+    heavy = _median_of(startup, "rss", server=f"{fast}-mlflow", model="example")
+    if lean and heavy:
+        add(
+            "idle worker RSS, example ensembler, lean ≤ ¼ of MLflow path",
+            lean / heavy,
+            0.25,
+            "lower",
+            "×",
+        )
+    scaling = (results.get("scaling") or {}).get("rows", [])
+    if len(scaling) > 1:
+        one = _median(scaling[0]["rps_runs"])
+        worst = min(_median(r["rps_runs"]) / (one * r["workers"]) for r in scaling[1:])
+        add("N workers on N cores ≥ 0.85·N × one worker", worst, 0.85, "higher", "")
+    return "### Targets\n\n" + _table(["target", "measured", "met"], rows)
+
+
+def _extra_worker_share(memory: list[dict[str, Any]], server: str) -> float | None:
+    """(total PSS with N workers − with 1) / (N − 1), as a share of the 1-worker total."""
+    by_workers = {r["workers"]: r["total_pss"] for r in memory if r["server"] == server}
+    if 1 not in by_workers or len(by_workers) < 2:
+        return None
+    n = max(by_workers)
+    return (by_workers[n] - by_workers[1]) / (n - 1) / by_workers[1]
+
+
+def _throughput(rows: list[dict[str, Any]], debug: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    table = []
+    groups = _group(rows + debug, "payload", "connections", "server")
+    reference = {
+        key[:2]: _median(r["rps"] for r in group)
+        for key, group in groups.items()
+        if key[2] == "turing"
+    }
+    for (payload, connections, server), group in groups.items():
+        rps = [r["rps"] for r in group]
+        errors = sum(r["errors"] + r["non_2xx"] for r in group)
+        table.append(
+            [
+                payload,
+                str(connections),
+                server,
+                _spread(rps),
+                _ratio(_median(rps), reference.get((payload, connections))),
+                *(
+                    _spread([r[k] for r in group], 1e-3, "{:.2f}")
+                    for k in ("p50_us", "p90_us", "p99_us")
+                ),
+                f"{_median(r['cpu_us_per_request'] for r in group):.0f}",
+                str(errors),
+            ]
+        )
+    header = [
+        "payload",
+        "conns",
+        "server",
+        "req/s",
+        "vs Turing",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "CPU µs/req",
+        "errors",
+    ]
+    return "### Throughput and latency (1 worker, 1 core)\n\n" + _table(header, table)
+
+
+def _startup(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    groups = _group(rows, "server", "model")
+    turing = _median(r["seconds"] for r in groups.get(("turing", "bench"), [{"seconds": 0}]))
+    table = [
+        [
+            server,
+            model,
+            _spread([r["seconds"] for r in group], 1, "{:.2f}"),
+            _ratio(_median(r["seconds"] for r in group), turing),
+            f"{_median(r['rss'] for r in group) / 1024:.0f}",
+            f"{_median(r['pss'] for r in group) / 1024:.0f}",
+        ]
+        for (server, model), group in groups.items()
+    ]
+    return (
+        "### Start-up: process start to first 200, and memory when idle\n\n"
+        "`bench` is the trivial benchmark ensembler, `example` is `examples/weighted`; "
+        "`-mlflow` is our `--force-mlflow` (loading through `mlflow.pyfunc`).\n\n"
+        + _table(["server", "model", "seconds", "vs Turing", "RSS MB", "PSS MB"], table)
+    )
+
+
+def _memory(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    table = []
+    for row in rows:
+        workers = [p for p in row["processes"] if p["role"] == "worker"] or row["processes"]
+        main = [p for p in row["processes"] if p["role"] == "main"]
+        table.append(
+            [
+                row["server"],
+                str(row["workers"]),
+                " / ".join(f"{p['rss'] / 1024:.0f}" for p in workers),
+                " / ".join(f"{p['pss'] / 1024:.0f}" for p in workers),
+                f"{main[0]['pss'] / 1024:.0f}" if main and len(row["processes"]) > 1 else "–",
+                f"{row['total_pss'] / 1024:.0f}",
+            ]
+        )
+    shares = []
+    for server in dict.fromkeys(r["server"] for r in rows):
+        share = _extra_worker_share(rows, server)
+        if share is not None:
+            shares.append(
+                f"{server}: each extra worker adds {share * 100:.1f} % of one worker's total PSS"
+            )
+    return (
+        "### Memory per worker, ensembler holding a 200 MB artifact\n\n"
+        "Read from `/proc/PID/smaps_rollup` after some traffic. PSS splits pages shared "
+        "after `fork` among the processes sharing them, so the total PSS is what the "
+        "server really costs.\n\n"
+        + _table(
+            [
+                "server",
+                "workers",
+                "worker RSS MB",
+                "worker PSS MB",
+                "supervisor PSS MB",
+                "total PSS MB",
+            ],
+            table,
+        )
+        + "".join(f"\n- {s}" for s in shares)
+        + ("\n" if shares else "")
+    )
+
+
+def _inprocess(results: dict[str, Any]) -> str:
+    if not results:
+        return ""
+    table = [
+        [
+            size,
+            f"{r['direct']:.1f}",
+            f"{r['core']:.1f}",
+            f"{r['core'] - r['direct']:.1f}",
+            f"{r['call']:.1f}",
+            f"{r['mlflow_predict']:.1f}",
+            f"{r['mlflow_predict'] - r['call']:.1f}",
+        ]
+        for size, r in results.items()
+    ]
+    return (
+        "### In-process cost per request (µs, no HTTP)\n\n"
+        "`ensemble`: the ensembler's own method, arguments built beforehand. `Core.handle`: "
+        "raw body and headers to answer bytes (parse, validate, dispatch, serialize). "
+        "`call`: what the server calls on the decoded body; `MLflow predict`: MLflow's "
+        "`PyFuncModel.predict` on the same decoded body, the per-call wrapper Turing's "
+        "server goes through and ours skips.\n\n"
+        + _table(
+            [
+                "payload",
+                "ensemble",
+                "Core.handle",
+                "core overhead",
+                "call",
+                "MLflow predict",
+                "saved by calling directly",
+            ],
+            table,
+        )
+    )
+
+
+def _imports(summaries: dict[str, Any]) -> str:
+    if not summaries:
+        return ""
+    parts = ["### Start-up imports (`python -X importtime`, `serve` of the example)\n"]
+    for server, summary in summaries.items():
+        top = ", ".join(f"{t['module']} {t['cumulative_ms']:.0f} ms" for t in summary["top"])
+        parts.append(
+            f"- **{server}**: {summary['modules']} modules, {summary['total_ms']:.0f} ms of "
+            f"imports; heavy ones imported: {', '.join(summary['imported']) or 'none'}. "
+            f"Slowest top-level imports: {top}"
+        )
+    return "\n".join(parts) + "\n"
+
+
+def _scaling(scaling: dict[str, Any] | None) -> str:
+    if scaling is None:
+        return (
+            "### Worker scaling\n\nNot measured in this run: it needs `--scaling` and at least "
+            "2·N cores for N workers (N on the server, N for wrk).\n"
+        )
+    rows = scaling["rows"]
+    if len(rows) < 2:
+        return (
+            f"### Worker scaling\n\nThis machine has {scaling['cores']} cores: too few for a "
+            "meaningful sweep (N workers need N cores plus N for the load generator).\n"
+        )
+    one = _median(rows[0]["rps_runs"])
+    table = [
+        [
+            str(r["workers"]),
+            _spread(r["rps_runs"]),
+            f"{_median(r['rps_runs']) / one:.2f}×",
+            f"{_median(r['rps_runs']) / one / r['workers']:.2f}",
+        ]
+        for r in rows
+    ]
+    return "### Worker scaling (5 KB, 32 connections per worker)\n\n" + _table(
+        ["workers", "req/s", "vs 1 worker", "efficiency"], table
+    )
+
+
+def _plot(curve: list[dict[str, Any]], path: Path) -> bool:
+    if not curve:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for server, rows in _group(curve, "server").items():
+        rows = sorted(rows, key=lambda r: r["connections"])
+        rps = [r["rps"] for r in rows]
+        (line,) = axes.plot(rps, [r["p50_us"] / 1000 for r in rows], "o-", label=f"{server[0]} p50")
+        axes.plot(
+            rps,
+            [r["p99_us"] / 1000 for r in rows],
+            "s--",
+            color=line.get_color(),
+            label=f"{server[0]} p99",
+        )
+    axes.set_xlabel("requests/s")
+    axes.set_ylabel("latency (ms, log scale)")
+    axes.set_yscale("log")
+    axes.set_title("Latency against throughput, 5 KB bodies, 1 worker on 1 core")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return True

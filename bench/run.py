@@ -1,0 +1,427 @@
+"""The benchmark harness: Turing's server against ours, on the same ensemble logic.
+
+``python -m bench.run`` (``make bench``) measures, with the server pinned to core 0
+and wrk on core 1: requests/s and latency percentiles per payload and connection
+count (servers alternated A/B/A/B, warm-up first, medians of several runs), a
+latency/throughput curve, time from process start to first 200, memory per worker
+with a 200 MB artifact, the core's in-process overhead, and start-up imports. It
+writes everything to ``bench/out/results.json`` and the readable report between the
+markers of ``docs/benchmarks.md`` (the rest of that file is left alone), with a
+PNG plot. ``--smoke`` runs every step with tiny durations (the test suite does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import importtime, load, procstats, report, servers
+from bench.payloads import SIZES, body
+from bench.servers import BENCH, REFERENCE_PYTHON, ROOT, Running, Server
+
+PORTS = itertools.count(18600)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__.splitlines()[0],
+        epilog="example: python -m bench.run --runs 5 --duration 10   (about 25 minutes)",
+    )
+    add = parser.add_argument
+    add("--duration", type=int, default=10, help="seconds per measured wrk run")
+    add("--runs", type=int, default=3, help="measured runs per server and case")
+    add("--warmup", type=int, default=2, help="seconds of warm-up per server and case (0: none)")
+    add("--connections", default="1,32", help="connection counts, comma-separated")
+    add("--payloads", default=",".join(SIZES), help=f"payload sizes among {', '.join(SIZES)}")
+    add("--servers", help="our front ends to run (default: all `serve --help` lists)")
+    add("--no-reference", action="store_true", help="skip Turing's server")
+    add("--curve-connections", default="1,2,4,8,16,32,64", help="latency/throughput curve")
+    add("--curve-duration", type=int, default=5, help="seconds per curve point")
+    add("--start-repeats", type=int, default=5, help="starts per server for time to first 200")
+    add("--ballast-mb", type=float, default=200, help="artifact size for the memory runs")
+    add("--workers", default="1,4", help="worker counts for the memory runs")
+    add("--inprocess-seconds", type=float, default=2, help="time per in-process measurement")
+    add("--scaling", action="store_true", help="also sweep 1,2,4,8 workers on free cores")
+    add("--smoke", action="store_true", help="every step, tiny durations (for the tests)")
+    add("--out", type=Path, default=BENCH / "out", help="models, logs, results.json")
+    add("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    add("--plot", type=Path, default=ROOT / "docs" / "benchmarks-latency.png")
+    add("--report-only", action="store_true", help="rewrite the doc from results.json")
+    add("--note", default="", help="a line put at the top of the report")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.duration, args.runs, args.warmup = 1, 1, 0
+        args.connections, args.curve_connections, args.curve_duration = "1,4", "1,4", 1
+        args.payloads, args.start_repeats, args.ballast_mb = "0.5KB", 1, 1
+        args.workers, args.inprocess_seconds = "1,2", 0.05
+    return args
+
+
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out: Path = args.out
+        self.cores = cores = sorted(os.sched_getaffinity(0))
+        # Server on the first core, load generator (and this process) on the second.
+        self.server_cpus = str(cores[0]) if len(cores) > 1 else None
+        self.load_cpus = str(cores[1]) if len(cores) > 1 else None
+        if self.load_cpus is not None:
+            os.sched_setaffinity(0, {cores[1]})
+        self.front_ends = args.servers.split(",") if args.servers else servers.our_front_ends()
+        self.default_front_end = "native" if "native" in self.front_ends else self.front_ends[0]
+        self.reference = not args.no_reference
+        self.results: dict[str, Any] = {}
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        load.ensure_wrk()
+        if self.reference:
+            subprocess.run(["bash", str(BENCH / "reference.sh")], check=True)
+        models = self.out / "models"
+        self.save_models(models / "ours", sys.executable, "ours")
+        if self.reference:
+            self.save_models(models / "turing", str(REFERENCE_PYTHON), "turing")
+        example = models / "example"
+        if not (example / "MLmodel").is_file():
+            save = ROOT / "examples" / "weighted" / "save.py"
+            subprocess.run([sys.executable, str(save), str(example)], check=True, **QUIET)
+        self.models = {"ours": models / "ours", "turing": models / "turing", "example": example}
+
+    def save_models(self, target: Path, python: str, sdk: str) -> None:
+        stamp = target / f".saved-{self.args.ballast_mb:g}mb"
+        if stamp.is_file():
+            return
+        argv = [python, str(BENCH / "save.py"), sdk, str(target), f"{self.args.ballast_mb:g}"]
+        subprocess.run(argv, check=True, **QUIET)
+        stamp.touch()
+
+    def model(self, server: Server, variant: str) -> Path:
+        return self.models["turing" if server.turing else "ours"] / variant
+
+    def start(
+        self, server: Server, model: Path, workers: int = 1, python_flags: tuple[str, ...] = ()
+    ) -> Running:
+        port = next(PORTS)
+        log = self.out / "logs" / f"{server.name}-{port}.log"
+        running = Running(server, model, port, self.server_cpus, log, workers, python_flags)
+        running.wait_ready(body(SIZES["0.5KB"]))
+        return running
+
+    def load_servers(self) -> list[Server]:
+        ours = [servers.ours(front_end) for front_end in self.front_ends]
+        return ([servers.turing()] if self.reference else []) + ours
+
+    # -- measurements ---------------------------------------------------------------
+
+    def wrk(self, running: Running, payload: bytes, connections: int, duration: float) -> Any:
+        if duration <= 0:  # no warm-up
+            return None
+        pids = running.pids()
+        cpu_before = procstats.cpu_seconds(pids)
+        result = load.run(running.port, payload, connections, duration, self.load_cpus)
+        cpu = procstats.cpu_seconds(pids) - cpu_before
+        result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
+        return result
+
+    def throughput(self) -> None:
+        """The main matrix, servers alternated within each run so drift hits all alike."""
+        args = self.args
+        started = [self.start(s, self.model(s, "trivial")) for s in self.load_servers()]
+        rows: list[dict[str, Any]] = []
+        try:
+            cases = [(p, c) for p in args.payloads.split(",") for c in ints(args.connections)]
+            for payload_name, connections in cases:
+                for running in started:
+                    self.wrk(running, body(SIZES[payload_name]), connections, args.warmup)
+            for run in range(args.runs):
+                for payload_name, connections in cases:
+                    # Rotate the order too, so no server always runs first.
+                    for i in range(len(started)):
+                        running = started[(i + run) % len(started)]
+                        result = self.wrk(
+                            running, body(SIZES[payload_name]), connections, args.duration
+                        )
+                        rows.append(
+                            {
+                                "server": running.server.name,
+                                "payload": payload_name,
+                                "connections": connections,
+                                "run": run,
+                                **result,
+                            }
+                        )
+                        self.progress(rows[-1])
+            self.results["load"] = rows
+            self.results["curve"] = self.curve(started)
+        finally:
+            for running in started:
+                running.stop()
+
+    def curve(self, started: list[Running]) -> list[dict[str, Any]]:
+        """Latency against throughput: one short run per connection count, 5 KB bodies."""
+        rows = []
+        payload = body(SIZES["5KB"])
+        for connections in ints(self.args.curve_connections):
+            for running in started:
+                result = self.wrk(running, payload, connections, self.args.curve_duration)
+                rows.append({"server": running.server.name, "connections": connections, **result})
+        return rows
+
+    def turing_debug(self) -> None:
+        """Turing at its DEBUG default: one short run per case, 5 KB bodies only."""
+        if not self.reference:
+            return
+        server = servers.turing(debug=True)
+        running = self.start(server, self.model(server, "trivial"))
+        rows = []
+        try:
+            duration = min(self.args.duration, 3)
+            for connections in ints(self.args.connections):
+                self.wrk(running, body(SIZES["5KB"]), connections, self.args.warmup)
+                result = self.wrk(running, body(SIZES["5KB"]), connections, duration)
+                rows.append(
+                    {
+                        "server": server.name,
+                        "payload": "5KB",
+                        "connections": connections,
+                        "run": 0,
+                        **result,
+                    }
+                )
+        finally:
+            running.stop()
+            running.log.unlink(missing_ok=True)  # megabytes of request logs
+        self.results["debug"] = rows
+
+    def startup(self) -> None:
+        """Time from process start to first 200, and the memory of the idle server then."""
+        cases: list[tuple[Server, Path, str]] = []
+        if self.reference:
+            cases.append((servers.turing(), self.model(servers.turing(), "trivial"), "bench"))
+        for front_end in self.front_ends:
+            cases.append((servers.ours(front_end), self.models["ours"] / "trivial", "bench"))
+        default, mlflow = (
+            servers.ours(self.default_front_end),
+            servers.ours(self.default_front_end, "--force-mlflow"),
+        )
+        cases.append((mlflow, self.models["ours"] / "trivial", "bench"))
+        cases += [
+            (default, self.models["example"], "example"),
+            (mlflow, self.models["example"], "example"),
+        ]
+        rows = []
+        for repeat in range(self.args.start_repeats):
+            for server, model, model_name in cases:
+                running = self.start(server, model)
+                try:
+                    memory = procstats.memory_kb(running.process.pid)
+                finally:
+                    running.stop()
+                rows.append(
+                    {
+                        "server": server.name,
+                        "model": model_name,
+                        "repeat": repeat,
+                        "seconds": running.ready_seconds,
+                        **memory,
+                    }
+                )
+                self.progress(rows[-1])
+        self.results["startup"] = rows
+
+    def memory(self) -> None:
+        """RSS and PSS per process with the ballast model, after some traffic."""
+        rows = []
+        cases = [(servers.turing(), 1)] if self.reference else []
+        cases += [(servers.ours(f), w) for f in self.front_ends for w in ints(self.args.workers)]
+        payload = body(SIZES["5KB"])
+        for server, workers in cases:
+            running = self.start(server, self.model(server, "ballast"), workers)
+            try:
+                for _ in range(50 * workers):
+                    servers.post(running.port, payload)
+                processes = []
+                for pid in running.pids():
+                    role = "main" if pid == running.process.pid else "worker"
+                    processes.append({"pid": pid, "role": role, **procstats.memory_kb(pid)})
+            finally:
+                running.stop()
+            rows.append(
+                {
+                    "server": server.name,
+                    "workers": workers,
+                    "processes": processes,
+                    "total_pss": sum(p["pss"] for p in processes),
+                    "total_rss": sum(p["rss"] for p in processes),
+                }
+            )
+            self.progress(rows[-1])
+        self.results["memory"] = rows
+
+    def imports(self) -> None:
+        """``python -X importtime`` of `serve` until its first answer, lean and MLflow path."""
+        summaries = {}
+        for server in (
+            servers.ours(self.default_front_end),
+            servers.ours(self.default_front_end, "--force-mlflow"),
+        ):
+            running = self.start(server, self.models["example"], python_flags=("-X", "importtime"))
+            running.stop()
+            summaries[server.name] = importtime.summarise(running.log.read_text())
+        self.results["importtime"] = summaries
+
+    def inprocess(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.inprocess",
+            str(self.models["ours"] / "trivial"),
+            "--seconds",
+            str(self.args.inprocess_seconds),
+        ]
+        if self.server_cpus is not None:
+            argv = ["taskset", "-c", self.server_cpus, *argv]
+        done = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT)
+        self.results["inprocess"] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def scaling(self) -> None:
+        """N workers on N cores, load on the rest: only where enough cores are free."""
+        cores, rows = self.cores, []
+        server = servers.ours(self.default_front_end)
+        for n in (1, 2, 4, 8):
+            if 2 * n > len(cores):  # the load generator needs as many cores to keep up
+                break
+            self.server_cpus = ",".join(map(str, cores[:n]))
+            load_cpus = ",".join(map(str, cores[n : 2 * n]))
+            running = self.start(server, self.models["ours"] / "trivial", workers=n)
+            try:
+                payload = body(SIZES["5KB"])
+                load.run(running.port, payload, 32 * n, self.args.warmup, load_cpus, threads=n)
+                runs = [
+                    load.run(
+                        running.port, payload, 32 * n, self.args.duration, load_cpus, threads=n
+                    )["rps"]
+                    for _ in range(self.args.runs)
+                ]
+            finally:
+                running.stop()
+            rows.append({"workers": n, "rps_runs": runs})
+        self.server_cpus = str(cores[0]) if len(cores) > 1 else None
+        self.results["scaling"] = {"cores": len(cores), "rows": rows}
+
+    # -- bookkeeping ----------------------------------------------------------------
+
+    def progress(self, row: dict[str, Any]) -> None:
+        shown = {
+            k: (round(v, 1) if isinstance(v, float) else v)
+            for k, v in row.items()
+            if k not in ("processes", "duration_us", "max_us", "mean_us")
+        }
+        print(" ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+
+    def meta(self, started: float) -> dict[str, Any]:
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
+            "seconds": round(time.monotonic() - started),
+            "machine": machine(),
+            "versions": versions(self.reference),
+            "server_cpus": self.server_cpus,
+            "load_cpus": self.load_cpus,
+            "front_ends": self.front_ends,
+            "config": {k: str(v) for k, v in vars(self.args).items()},
+        }
+
+
+QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def versions(reference: bool) -> dict[str, str]:
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for name in ("pyfunc-ensembler", "uvicorn", "uvloop", "httptools", "orjson", "mlflow"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    found["wrk"] = (wrk.stdout + wrk.stderr).split("[")[0].strip()
+    if reference:
+        probe = (
+            "from importlib import metadata as m; print(*(n + '=' + m.version(n) for n in "
+            "('turing-pyfunc-ensembler-service', 'turing-sdk', 'mlflow', 'tornado')))"
+        )
+        done = subprocess.run([str(REFERENCE_PYTHON), "-c", probe], capture_output=True, text=True)
+        for pair in done.stdout.split():
+            name, _, version = pair.partition("=")
+            found[f"reference {name}"] = version
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    results_file = args.out / "results.json"
+    if args.report_only:
+        report.write(json.loads(results_file.read_text()), args.doc, args.plot)
+        return
+    started = time.monotonic()
+    bench = Bench(args)
+    bench.prepare()
+    steps = [
+        bench.inprocess,
+        bench.throughput,
+        bench.turing_debug,
+        bench.startup,
+        bench.memory,
+        bench.imports,
+    ]
+    if args.scaling:
+        steps.append(bench.scaling)
+    for step in steps:
+        print(f"== {step.__name__}", flush=True)
+        step()
+    bench.results["meta"] = bench.meta(started)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(bench.results, indent=1))
+    report.write(bench.results, args.doc, args.plot)
+    print(
+        f"wrote {results_file}, {args.doc} and {args.plot} in {bench.results['meta']['seconds']} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The servers under test: how to start each one pinned to its cores, and when it is ready."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import procstats
+from bench.payloads import HEADERS
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+OUR_PYTHON = Path(sys.executable)
+REFERENCE_PYTHON = BENCH / ".venv-ref" / "bin" / "python"
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """One way of serving a saved model: Turing's runner, or one of our front ends."""
+
+    name: str
+    turing: bool = False
+    front_end: str = "asgi"
+    flags: tuple[str, ...] = ()
+    """Extra flags: Turing's ``-l WARNING``, or ours like ``--force-mlflow``."""
+
+    def argv(self, model: Path, port: int, workers: int = 1) -> list[str]:
+        if self.turing:
+            runner = [str(REFERENCE_PYTHON), str(BENCH / "turing_main.py")]
+            return [*runner, "--mlflow_ensembler_dir", str(model), *self.flags]
+        serve = [str(OUR_PYTHON), "-m", "pyfunc_ensembler", "serve", str(model)]
+        options = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+        return [*serve, *options, "--server", self.front_end, *self.flags]
+
+
+def turing(debug: bool = False) -> Server:
+    # Turing's runner logs at DEBUG unless told otherwise (its image passes LOG_LEVEL).
+    if debug:
+        return Server("turing-debug", turing=True)
+    return Server("turing", turing=True, flags=("-l", "WARNING"))
+
+
+def ours(front_end: str, *flags: str) -> Server:
+    suffix = "-mlflow" if "--force-mlflow" in flags else ""
+    return Server(f"{front_end}{suffix}", front_end=front_end, flags=flags)
+
+
+def our_front_ends() -> list[str]:
+    """The front ends ``pyfunc-ensembler serve --help`` offers (``--server {asgi,native}``)."""
+    help_text = subprocess.run(
+        [str(OUR_PYTHON), "-m", "pyfunc_ensembler", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"--server \{([^}]*)\}", help_text)
+    return match.group(1).split(",") if match else ["asgi"]
+
+
+class Running:
+    """A started server: its process, port, and how long it took to answer its first 200."""
+
+    def __init__(
+        self,
+        server: Server,
+        model: Path,
+        port: int,
+        cpus: str | None,
+        log: Path,
+        workers: int = 1,
+        python_flags: tuple[str, ...] = (),
+    ) -> None:
+        self.server = server
+        self.port = port
+        argv = server.argv(model, port, workers)
+        argv[1:1] = python_flags
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
+        env = {**os.environ, "BENCH_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        env.pop("LOG_LEVEL", None)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            argv, stdout=self._log_file, stderr=subprocess.STDOUT, env=env
+        )
+        self.ready_seconds: float | None = None
+
+    def wait_ready(self, body: bytes, timeout: float = 120) -> float:
+        """Seconds from process start to the first 200 answer to `body`."""
+        deadline = self.started + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.server.name} exited while starting:\n{tail}")
+            try:
+                if post(self.port, body, timeout=5)[0] == 200:
+                    self.ready_seconds = time.perf_counter() - self.started
+                    return self.ready_seconds
+            except OSError:
+                pass
+            time.sleep(0.002)
+        raise RuntimeError(f"{self.server.name} gave no 200 within {timeout} s")
+
+    def pids(self) -> list[int]:
+        return procstats.tree(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+
+
+def post(port: int, body: bytes, timeout: float = 10) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/ensemble", body=body, headers=HEADERS)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
