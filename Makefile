@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXAMPLE := examples/model
 PORT ?= 8083
 
-.PHONY: install serve example test lint typecheck unit clean
+.PHONY: install serve example test lint typecheck unit clean bench bench-smoke
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,16 @@ unit: install
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+# Turing's server against ours (about 20 minutes; docs/benchmarks.md). BENCH_ARGS adds
+# options, e.g. BENCH_ARGS="--runs 5 --scaling"; see `python -m bench.run --help`.
+bench: install
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Every step of the harness with tiny durations; writes only under bench/out/smoke.
+bench-smoke: install
+	$(PY) -m bench.run --smoke --out bench/out/smoke --doc bench/out/smoke/benchmarks.md \
+		--plot bench/out/smoke/benchmarks-latency.png
 
 clean:
 	rm -rf $(VENV) $(EXAMPLE) .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import os
 import platform
@@ -28,8 +27,6 @@ from typing import Any
 from bench import importtime, load, procstats, report, servers
 from bench.payloads import SIZES, body
 from bench.servers import BENCH, REFERENCE_PYTHON, ROOT, Running, Server
-
-PORTS = itertools.count(18600)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,7 +114,7 @@ class Bench:
     def start(
         self, server: Server, model: Path, workers: int = 1, python_flags: tuple[str, ...] = ()
     ) -> Running:
-        port = next(PORTS)
+        port = servers.free_port()
         log = self.out / "logs" / f"{server.name}-{port}.log"
         running = Running(server, model, port, self.server_cpus, log, workers, python_flags)
         running.wait_ready(body(SIZES["0.5KB"]))

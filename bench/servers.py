@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,6 +123,12 @@ class Running:
                 self.process.kill()
                 self.process.wait()
         self._log_file.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def post(port: int, body: bytes, timeout: float = 10) -> tuple[int, bytes]:
