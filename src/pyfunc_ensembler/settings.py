@@ -68,7 +68,6 @@ class Settings:
         0, "Run a sync ensemble() in a pool of this many threads (0: inline on the loop)."
     )
     metrics_port: int = _field(0, "Also serve /metrics on this port (0: the main port only).")
-    tracing: bool = _field(False, "OpenTelemetry spans per request (needs the 'tracing' extra).")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
