@@ -406,6 +406,7 @@ class Connection(asyncio.Protocol):
         self._receiving = False
         self._deadline = 0.0
         status, body = self.core.error(error)
+        logger.info("refused a request: %d %s: %s", status, error.type, error.message)
         self._respond(status, body, extra, LINGER)
 
     def _stop_parsing(self) -> None:
