@@ -1,0 +1,130 @@
+"""The benchmark harness: its parts on fixed inputs, and one smoke run of every step.
+
+No timing thresholds: the smoke run checks that each measurement was made and
+reported, not how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import importtime, payloads, procstats, report
+from tests.helpers import ROOT
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       100 |        100 |   _io
+import time:       200 |        300 | encodings
+import time:        50 |         50 |     numpy.core
+import time:       400 |        450 |   numpy
+import time:      1050 |       1500 | pyfunc_ensembler
+"""
+
+
+def test_importtime_summary_counts_top_level_imports_and_heavy_packages() -> None:
+    summary = importtime.summarise(IMPORTTIME)
+    assert summary["modules"] == 5
+    assert summary["total_ms"] == pytest.approx(1.8)
+    assert summary["top"][0] == {"module": "pyfunc_ensembler", "cumulative_ms": 1.5}
+    assert summary["imported"] == ["numpy"]
+
+
+@pytest.mark.parametrize("size", payloads.SIZES.values())
+def test_payloads_are_router_bodies_of_about_the_asked_size(size: int) -> None:
+    body = payloads.body(size)
+    assert size <= len(body) < size + 64
+    document = json.loads(body)
+    assert {r["route"] for r in document["response"]["route_responses"]} == {
+        "control",
+        "model-a",
+        "model-b",
+    }
+
+
+def test_procstats_reads_a_process_tree_its_cpu_and_memory() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in procstats.tree(os.getpid())
+        assert procstats.cpu_seconds([os.getpid()]) > 0
+        memory = procstats.memory_kb(os.getpid())
+        assert 0 < memory["pss"] <= memory["rss"]
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_report_rewrites_only_its_own_block(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{report.BEGIN}\nold\n{report.END}\n\n## Batch\n\nkept\n")
+    report.write(_results(), doc, tmp_path / "plot.png")
+    text = doc.read_text()
+    assert "old" not in text
+    assert text.endswith("## Batch\n\nkept\n")
+    assert "| 5KB | 32 | native | 20,000 | 10.00× |" in text  # noqa: RUF001
+    assert "| native req/s at 32 connections ≥ 10× Turing's (5 KB) | 10.00× | yes |" in text  # noqa: RUF001
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_report_goes_after_the_title_of_a_file_without_markers(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Batch\n\nkept\n")
+    report.write(_results(), doc, tmp_path / "plot.png")
+    text = doc.read_text()
+    assert text.index(report.BEGIN) < text.index("## Batch")
+    assert text.endswith("kept\n")
+
+
+def _results() -> dict[str, object]:
+    def row(server: str, rps: float) -> dict[str, object]:
+        return {
+            "server": server, "payload": "5KB", "connections": 32, "run": 0, "rps": rps,
+            "p50_us": 1000, "p90_us": 2000, "p99_us": 3000, "errors": 0, "non_2xx": 0,
+            "cpu_us_per_request": 50.0,
+        }  # fmt: skip
+
+    meta = {
+        "date": "today", "command": "python -m bench.run", "seconds": 1,
+        "machine": {"cpu": "cpu", "cores": 2, "memory_gb": 1, "kernel": "6",
+                    "load_average": [0, 0, 0]},
+        "versions": {"python": "3"}, "server_cpus": "0", "load_cpus": "1",
+        "front_ends": ["asgi", "native"],
+        "config": {"runs": "1", "duration": "1", "warmup": "0", "note": "preliminary"},
+    }  # fmt: skip
+    rows = [row("turing", 2000), row("native", 20000), row("asgi", 8000)]
+    curve = [{**r, "connections": c} for r in rows for c in (1, 32)]
+    return {"meta": meta, "load": rows, "curve": curve}
+
+
+@pytest.mark.timeout(900)
+def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
+    """The whole harness, Turing's server included, with one-second runs."""
+    doc, plot = tmp_path / "benchmarks.md", tmp_path / "latency.png"
+    argv = ["-m", "bench.run", "--smoke", "--out", str(tmp_path), "--doc", str(doc)]
+    done = subprocess.run(
+        [sys.executable, *argv, "--plot", str(plot)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    servers = {"turing", *results["meta"]["front_ends"]}
+    assert {r["server"] for r in results["load"]} == servers
+    assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in results["load"])
+    assert {r["server"] for r in results["debug"]} == {"turing-debug"}
+    assert {r["workers"] for r in results["memory"] if r["server"] != "turing"} == {1, 2}
+    assert all(r["seconds"] > 0 and r["pss"] > 0 for r in results["startup"])
+    assert set(results["inprocess"]) == set(payloads.SIZES)
+    lean, mlflow = results["importtime"].values()
+    assert "mlflow" not in lean["imported"] and "mlflow" in mlflow["imported"]
+    text = doc.read_text()
+    for heading in ("Targets", "Throughput", "Start-up", "Memory", "In-process", "imports"):
+        assert heading in text
+    assert plot.stat().st_size > 0
