@@ -1,0 +1,162 @@
+"""The scripts the Dockerfiles RUN, run here for real in a clean virtual environment.
+
+No Docker engine runs where the tests do, so the image build is reproduced step by
+step: our wheel is built with pip, ``docker/install-base.sh`` makes a fresh venv from
+it, ``docker/install-model.sh`` bakes a model in, and ``docker/entrypoint.sh`` serves
+it; the HEALTHCHECK command is taken from the Dockerfile and run against that server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyfunc_ensembler import __version__
+from pyfunc_ensembler.health import READYZ
+from tests.helpers import ROOT, free_port
+
+DOCKER = ROOT / "docker"
+THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def run(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with our package, made exactly as docker/Dockerfile's build stage does."""
+    where = tmp_path_factory.mktemp("image")
+    wheels = where / "wheels"
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels, ROOT)
+    assert built.returncode == 0, built.stderr
+    installed = run(DOCKER / "install-base.sh", wheels, where / "venv", PYTHON=sys.executable)
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.strip().endswith(f"pyfunc-ensembler {__version__}")
+    return where / "venv"
+
+
+def install_model(venv: Path, model: Path | str, target: Path) -> subprocess.CompletedProcess[str]:
+    return run(DOCKER / "install-model.sh", venv, model, target)
+
+
+def test_the_turing_fixture_installs_without_turing_sdk_or_its_mlflow(
+    venv: Path, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    result = install_model(venv, fixtures_dir / "weighted_legacy", tmp_path / "model")
+    if THIS_PYTHON != "3.11":
+        # The fixture was pickled on 3.11: the build must stop and name the right image.
+        assert result.returncode != 0
+        assert "PYTHON_VERSION=3.11" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert "left out 'turing-sdk==0.16.2.post3'" in result.stderr
+    packages = json.loads(run(venv / "bin" / "python", "-m", "pip", "list", "--format=json").stdout)
+    versions = {p["name"].lower(): p["version"] for p in packages}
+    assert "turing-sdk" not in versions
+    assert versions["mlflow"] != "1.30.1"
+    assert versions["pyfunc-ensembler"] == __version__
+    # Turing's entry point, as Turing's image runs it.
+    dry_run = run(
+        venv / "bin" / "python",
+        "-m",
+        "pyfunc_ensembler_runner",
+        "--mlflow_ensembler_dir",
+        tmp_path / "model",
+        "--dry_run",
+    )
+    assert dry_run.returncode == 0, dry_run.stderr
+
+
+def test_our_model_installs_its_requirements_and_keeps_our_wheel(
+    venv: Path, example_model: Path, tmp_path: Path
+) -> None:
+    # The example pins pyfunc-ensembler==<this version>, which need not be on any index.
+    assert f"pyfunc-ensembler=={__version__}" in (example_model / "requirements.txt").read_text()
+    result = install_model(venv, example_model, tmp_path / "model")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stderr.strip().splitlines()[-1])["loader"] == "lean"
+    shown = run(venv / "bin" / "python", "-m", "pip", "show", "pyfunc-ensembler", "pyyaml")
+    assert f"Version: {__version__}" in shown.stdout and "Name: PyYAML" in shown.stdout
+
+
+def test_a_broken_model_fails_the_build(venv: Path, example_model: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(example_model, broken)
+    (broken / "python_model.pkl").write_bytes(b"not a pickle")
+    result = install_model(venv, broken, tmp_path / "model")
+    assert result.returncode == 1
+    assert "cannot load the model" in result.stderr
+
+
+def test_entrypoint_runs_our_commands_and_any_other(venv: Path, example_model: Path) -> None:
+    path = f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    entrypoint = DOCKER / "entrypoint.sh"
+    help_text = run(entrypoint, "--help", PATH=path)
+    assert help_text.returncode == 0 and "usage: pyfunc-ensembler serve" in help_text.stdout
+    check = run(entrypoint, "check", example_model, PATH=path)
+    assert check.returncode == 0, check.stderr
+    other = run(entrypoint, "python", "-c", "import sys; print(sys.prefix)", PATH=path)
+    assert other.stdout.strip() == str(venv)
+
+
+def test_entrypoint_serves_and_the_healthcheck_sees_it_ready(
+    venv: Path, example_model: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "ENSEMBLER_MODEL_URI": str(example_model),
+        "ENSEMBLER_HOST": "127.0.0.1",
+        "ENSEMBLER_PORT": str(port),
+    }
+    healthcheck = json.loads(
+        re.search(r"^\s+CMD (\[.*\])$", dockerfile(), re.MULTILINE).group(1)  # type: ignore[union-attr]
+    )
+    server = subprocess.Popen([DOCKER / "entrypoint.sh"], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run(healthcheck, env=env, capture_output=True).returncode != 0:
+            assert server.poll() is None, server.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    # exec: the server itself got the SIGTERM, drained and exited cleanly.
+    assert server.returncode == 0
+
+
+def dockerfile(name: str = "Dockerfile") -> str:
+    return (DOCKER / name).read_text()
+
+
+def test_dockerfiles_run_these_scripts() -> None:
+    base, app = dockerfile(), dockerfile("app.Dockerfile")
+    assert "install-base.sh /opt/pyfunc-ensembler/wheels /opt/venv" in base
+    assert "install-model.sh /opt/venv" in app
+    assert 'ENTRYPOINT ["/opt/pyfunc-ensembler/entrypoint.sh"]' in base
+    assert READYZ in base and "EXPOSE 8083" in base
+    for script in re.findall(r"docker/([\w-]+\.sh)", base):
+        assert os.access(DOCKER / script, os.X_OK), f"docker/{script} is not executable"
+
+
+def test_app_dockerfile_defaults_to_this_versions_base_image() -> None:
+    # `pyfunc-ensembler image` names the same tag; a version bump must update both.
+    assert f"ARG BASE_IMAGE=pyfunc-ensembler:{__version__}-py" in dockerfile("app.Dockerfile")
