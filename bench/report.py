@@ -219,25 +219,23 @@ def _throughput(rows: list[dict[str, Any]], debug: list[dict[str, Any]]) -> str:
         return ""
     table = []
     groups = _group(rows + debug, "payload", "connections", "server")
-    reference = {
-        key[:2]: _median(r["rps"] for r in group)
-        for key, group in groups.items()
-        if key[2] == "turing"
-    }
+    medians = {key: _median(r["rps"] for r in group) for key, group in groups.items()}
     for (payload, connections, server), group in groups.items():
         rps = [r["rps"] for r in group]
+        median = medians[payload, connections, server]
         errors = sum(r["errors"] + r["non_2xx"] for r in group)
+        latencies = [
+            _spread([r[k] for r in group], 1e-3, "{:.2f}") for k in ("p50_us", "p90_us", "p99_us")
+        ]
         table.append(
             [
                 payload,
                 str(connections),
                 server,
                 _spread(rps),
-                _ratio(_median(rps), reference.get((payload, connections))),
-                *(
-                    _spread([r[k] for r in group], 1e-3, "{:.2f}")
-                    for k in ("p50_us", "p90_us", "p99_us")
-                ),
+                _ratio(median, medians.get((payload, connections, "turing"))),
+                _ratio(median, medians.get((payload, connections, "asgi"))),
+                *latencies,
                 f"{_median(r['cpu_us_per_request'] for r in group):.0f}",
                 str(errors),
             ]
@@ -248,6 +246,7 @@ def _throughput(rows: list[dict[str, Any]], debug: list[dict[str, Any]]) -> str:
         "server",
         "req/s",
         "vs Turing",
+        "vs asgi",
         "p50 ms",
         "p90 ms",
         "p99 ms",
