@@ -30,6 +30,7 @@ lint: install
 	$(PY) -m ruff check src tests examples $(wildcard bench)
 	$(PY) -m ruff format --check src tests examples $(wildcard bench)
 	$(VENV)/bin/hadolint --failure-threshold info docker/Dockerfile docker/app.Dockerfile
+	$(VENV)/bin/shellcheck docker/*.sh
 
 typecheck: install
 	$(PY) -m mypy
