@@ -22,6 +22,7 @@ import pytest
 
 from pyfunc_ensembler import __version__
 from pyfunc_ensembler.health import READYZ
+from pyfunc_ensembler.image import DEFAULT_PYTHON
 from tests.helpers import ROOT, free_port
 
 DOCKER = ROOT / "docker"
@@ -157,6 +158,8 @@ def test_dockerfiles_run_these_scripts() -> None:
         assert os.access(DOCKER / script, os.X_OK), f"docker/{script} is not executable"
 
 
-def test_app_dockerfile_defaults_to_this_versions_base_image() -> None:
-    # `pyfunc-ensembler image` names the same tag; a version bump must update both.
+def test_dockerfiles_default_to_what_the_image_command_prints() -> None:
+    # `pyfunc-ensembler image` names the same tag and Python; a version bump updates both.
     assert f"ARG BASE_IMAGE=pyfunc-ensembler:{__version__}-py" in dockerfile("app.Dockerfile")
+    for name in ("Dockerfile", "app.Dockerfile"):
+        assert f"ARG PYTHON_VERSION={DEFAULT_PYTHON}\n" in dockerfile(name)
