@@ -334,8 +334,16 @@ def test_headers_over_the_limit_get_431(client: Client) -> None:
     assert client.closed()
 
 
-def test_a_header_that_never_ends_gets_431(client: Client) -> None:
-    client.send(b"POST /ensemble HTTP/1.1\r\nX-Endless: ")
+ENDLESS = {
+    "header": b"POST /ensemble HTTP/1.1\r\nX-Endless: ",
+    "trailer": b"POST /ensemble HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2\r\n{}\r\n0\r\nX-Endless: ",
+}
+
+
+@pytest.mark.parametrize("start", ENDLESS.values(), ids=ENDLESS.keys())
+def test_a_header_that_never_ends_gets_431(client: Client, start: bytes) -> None:
+    client.send(start)
     # In separate segments, so that the head arrives in pieces, until the server answers.
     for _ in range(MAX_HEAD):
         try:

@@ -121,6 +121,8 @@ class Connection(asyncio.Protocol):
         self.state = state
         self.core = state.core
         self.limits = state.limits
+        self._max_head = state.limits.max_header_size
+        self._max_body = state.limits.max_body_size
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         # The request being received.
@@ -129,7 +131,7 @@ class Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._head_size = 0
-        self._spilled = 0
+        self._unseen = 0  # bytes of a header httptools holds until it is complete
         self._declared = -1
         self._expect_continue = False
         self._decided: tuple[tuple[int, bytes], ExtraHeaders] | None = None
@@ -176,7 +178,8 @@ class Connection(asyncio.Protocol):
             return
         if self._stopped:
             return
-        head_in_progress = self._in_head
+        receiving = self._receiving
+        seen = self._head_size + self._body_size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -190,11 +193,11 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(RequestError(f"malformed HTTP request: {exc or type(exc).__name__}"))
         else:
-            if head_in_progress and self._in_head:
-                # httptools holds a header that is still arriving without calling us back:
-                # count whole chunks spent in the head so that it cannot grow unseen.
-                self._spilled += len(data)
-                if self._head_size + self._spilled > self.limits.max_header_size:
+            if receiving and self._receiving and self._head_size + self._body_size == seen:
+                # No progress we could see: httptools is holding a header (or a trailer)
+                # that is still arriving. Count it, so that it cannot grow unseen.
+                self._unseen += len(data)
+                if self._head_size + self._unseen > self._max_head:
                     self._refuse(HeadersTooLarge(self._headers_too_large()))
 
     def eof_received(self) -> bool | None:
@@ -228,7 +231,7 @@ class Connection(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._head_size = 0
-        self._spilled = 0
+        self._unseen = 0
         self._declared = -1
         self._expect_continue = False
         timeout = self.limits.receive_timeout
@@ -236,14 +239,19 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._count_head(len(url))
+        self._head_size += len(url)
+        if self._head_size > self._max_head:
+            self._stop(HeadersTooLarge(self._headers_too_large()))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        size = len(name)
+        self._head_size += size + len(value) + 4
+        self._unseen = 0
+        if self._head_size > self._max_head:
+            self._stop(HeadersTooLarge(self._headers_too_large()))
         if not self._in_head:
             return  # a trailer after a chunked body: counted, not passed on
         self._headers.append((name, value))
-        size = len(name)
         if size == 14 and name.lower() == b"content-length":
             self._declared = int(value)  # llhttp has checked it is one plain number
         elif size == 6 and name.lower() == b"expect":
@@ -262,7 +270,7 @@ class Connection(asyncio.Protocol):
             self._mode = CLOSE
             if method == b"CONNECT":
                 self._stop(MethodNotAllowed("this server is not a proxy"), _ALLOW_POST)
-        if self._declared > self.limits.max_body_size:
+        if self._declared > self._max_body:
             self._stop(PayloadTooLarge(self._body_too_large(self._declared)))
         self._decided = self.core.route(method.decode(), self._path())
         if self._expect_continue and parser.get_http_version() == "1.1":
@@ -270,7 +278,7 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
-        if self._body_size > self.limits.max_body_size:
+        if self._body_size > self._max_body:
             self._stop(PayloadTooLarge(self._body_too_large()))
         if self._decided is None:
             self._body.append(body)
@@ -468,11 +476,6 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _count_head(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size + self._spilled > self.limits.max_header_size:
-            self._stop(HeadersTooLarge(self._headers_too_large()))
 
     def _headers_too_large(self) -> str:
         return f"the request head is over the limit of {self.limits.max_header_size} bytes"
