@@ -10,15 +10,19 @@ stops the whole server when a worker exits with code 3.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
 
 logger = logging.getLogger("pyfunc_ensembler.supervisor")
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 Serve = Callable[[socket.socket, int], None]
 """``serve(listening socket, worker index)``: the index (0..N-1) is kept by a replacement."""
@@ -52,6 +56,7 @@ class Supervisor:
         self.children: dict[int, tuple[float, int]] = {}
         """pid -> (start time, worker index)"""
         self.stopping = False
+        self.forced = False
         self.backoff = 0.0
 
     def run(self) -> int:
@@ -67,7 +72,7 @@ class Supervisor:
             child = self.children.pop(pid, None)
             if child is not None and not self.stopping:
                 self._replace(pid, status, *child)
-        return 0
+        return 1 if self.forced else 0
 
     def _spawn(self, index: int) -> None:
         pid = os.fork()
@@ -83,6 +88,7 @@ class Supervisor:
             # Out of the terminal's process group: a Ctrl-C reaches the supervisor
             # alone, which passes one SIGTERM on; two signals would force an exit.
             os.setpgid(0, 0)
+            _die_with_parent()
             self.serve(self.sock, index)
             code = 0
         except BaseException:
@@ -101,6 +107,7 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
             # A second signal: stop waiting for requests in flight.
+            self.forced = True
             self._signal_children(signal.SIGKILL)
             return
         self.stopping = True
@@ -114,6 +121,18 @@ class Supervisor:
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel send SIGTERM to this worker if the supervisor dies (Linux only).
+
+    Without it a SIGKILLed supervisor leaves its workers serving, orphaned, on the port.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def describe_exit(status: int) -> str:
