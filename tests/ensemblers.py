@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,47 @@ class Numpyish(PyFunc):
         if kind == "frame":
             return pandas.DataFrame({"a": [1, 2], "b": ["x", "y"]})
         return float("nan")
+
+
+class Hazard(PyFunc):
+    """The reliability suite's misbehaving ensembler: the request's "hazard" field says how.
+
+    Anything else answers "ok", so one model serves both the poisoned and the normal traffic.
+    """
+
+    leaked: list[bytes] = []  # noqa: RUF012 - deliberately shared: the leak must outlive a call
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        hazard = input.get("hazard") if isinstance(input, dict) else None
+        if hazard == "nan":
+            return {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "x": 1.5}
+        if hazard == "exit":
+            os._exit(int(input.get("code", 3)))
+        if hazard == "segv":
+            import ctypes
+
+            ctypes.string_at(0)  # reads address 0: SIGSEGV
+        if hazard == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if hazard == "block":
+            time.sleep(float(input.get("seconds", 10)))
+        if hazard == "leak":
+            # Touched pages, so that the memory is really resident, not just reserved.
+            Hazard.leaked.append(b"x" * int(input.get("bytes", 1 << 20)))
+            return len(Hazard.leaked)
+        if hazard == "pid":
+            return os.getpid()
+        return "ok"
+
+
+class AsyncWait(PyFunc):
+    """Waits like an ensembler that calls another service, then answers: overload tests."""
+
+    async def ensemble(
+        self, input, predictions, treatment_config, enricher_response=None, **kwargs
+    ):  # type: ignore[no-untyped-def,override]
+        await asyncio.sleep(float(input.get("seconds", 0.02)) if isinstance(input, dict) else 0.02)
+        return "ok"
 
 
 def save_model(ensembler: PyFunc, target: Path, **kwargs: Any) -> Path:

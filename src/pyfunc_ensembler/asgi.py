@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any
 
 from pyfunc_ensembler.core import Core, force_exit
-from pyfunc_ensembler.errors import EnsemblerError, PayloadTooLarge
+from pyfunc_ensembler.errors import EnsemblerError, HeadersTooLarge, PayloadTooLarge
 from pyfunc_ensembler.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -31,13 +31,21 @@ DRAIN_LIMIT = 1024 * 1024
 class App:
     """``POST /ensemble`` -> the core; other paths and methods -> JSON 404/405."""
 
-    def __init__(self, core: Core, *, max_body_size: int) -> None:
+    def __init__(self, core: Core, *, max_body_size: int, max_header_size: int = 0) -> None:
         self.core = core
         self.max_body_size = max_body_size
+        self.max_header_size = max_header_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if self.max_header_size and _head_size(scope) > self.max_header_size:
+            # uvicorn's httptools path has no limit of its own: the head is already in
+            # memory here, but the answer is the native front end's 431, not a 200.
+            limit = self.max_header_size
+            error = HeadersTooLarge(f"the request head is over the limit of {limit} bytes")
+            await _send(send, *self.core.error(error), ((b"connection", b"close"),))
             return
         decided = self.core.route(scope["method"], scope["path"])
         if decided is None:
@@ -81,6 +89,12 @@ class App:
             chunks.append(chunk)
             if not more:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _head_size(scope: Scope) -> int:
+    """About the size of the request line and headers, counted as the native front end does."""
+    size = len(scope["raw_path"] or b"") + len(scope.get("query_string", b""))
+    return size + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -129,7 +143,9 @@ def from_environ() -> App:
     core = Core.from_settings(
         load(settings.model_uri, force_mlflow=settings.force_mlflow), settings
     )
-    return App(core, max_body_size=settings.max_body_size)
+    return App(
+        core, max_body_size=settings.max_body_size, max_header_size=settings.max_header_size
+    )
 
 
 def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
@@ -137,7 +153,7 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     import uvicorn
 
     config = uvicorn.Config(
-        App(core, max_body_size=settings.max_body_size),
+        App(core, max_body_size=settings.max_body_size, max_header_size=settings.max_header_size),
         loop="uvloop",
         http="httptools",
         lifespan="off",
