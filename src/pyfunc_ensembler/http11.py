@@ -193,12 +193,16 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(RequestError(f"malformed HTTP request: {exc or type(exc).__name__}"))
         else:
-            if receiving and self._receiving and self._head_size + self._body_size == seen:
+            if not (receiving and self._receiving):
+                return
+            if self._head_size + self._body_size == seen:
                 # No progress we could see: httptools is holding a header (or a trailer)
                 # that is still arriving. Count it, so that it cannot grow unseen.
                 self._unseen += len(data)
                 if self._head_size + self._unseen > self._max_head:
                     self._refuse(HeadersTooLarge(self._headers_too_large()))
+            else:
+                self._unseen = 0
 
     def eof_received(self) -> bool | None:
         if self._worker is not None and not self._lingering:

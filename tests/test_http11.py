@@ -1,0 +1,104 @@
+"""`http11.Connection` in-process, fed exact segments, for what TCP timing cannot pin down."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyfunc_ensembler.core import Core
+from pyfunc_ensembler.http11 import Connection, Limits, ServerState
+from pyfunc_ensembler.loader import load
+
+VALID = json.dumps(
+    {"request": {"fault": None}, "response": {"route_responses": [{"route": "a", "data": 1}]}}
+).encode()
+LIMITS = Limits(
+    max_body_size=64 * 1024, max_header_size=1024, receive_timeout=0, keepalive_timeout=0
+)
+
+
+class Transport:
+    """What a connection writes, and whether it closed; enough of asyncio.Transport."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closing = False
+        self.eof = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def core(test_models: dict[str, Path]) -> Core:
+    return Core(load(str(test_models["faulty"])))
+
+
+@pytest.fixture
+def connection(core: Core) -> tuple[Connection, Transport]:
+    connection = Connection(ServerState(core, LIMITS))
+    transport = Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    return connection, transport
+
+
+def statuses(written: bytes) -> list[int]:
+    return [int(line.split(b" ")[1]) for line in written.split(b"\r\n") if line[:5] == b"HTTP/"]
+
+
+def test_a_request_fed_byte_by_byte(connection: tuple[Connection, Transport]) -> None:
+    protocol, transport = connection
+    request = b"POST /ensemble HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(VALID), VALID)
+    for i in range(len(request)):
+        protocol.data_received(request[i : i + 1])
+    assert statuses(transport.written) == [200]
+    assert transport.written.endswith(b'"ok"')
+
+
+def test_a_header_arriving_in_pieces_is_counted_before_it_ends(
+    connection: tuple[Connection, Transport],
+) -> None:
+    protocol, transport = connection
+    protocol.data_received(b"POST /ensemble HTTP/1.1\r\nX-Long: ")
+    for _ in range(LIMITS.max_header_size):
+        protocol.data_received(b"a")
+        if transport.written:
+            break
+    assert statuses(transport.written) == [431]
+    assert transport.eof  # closing lingering: our side shut, theirs still read
+
+
+def test_chunk_framing_in_its_own_segments_is_not_counted_as_head(
+    connection: tuple[Connection, Transport],
+) -> None:
+    protocol, transport = connection
+    protocol.data_received(b"POST /ensemble HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    # Each chunk's size line, data and end in separate segments: far more framing bytes
+    # than the head limit, none of them a header.
+    body = VALID + b" " * LIMITS.max_header_size
+    for byte in body:
+        protocol.data_received(b"1\r\n")
+        protocol.data_received(bytes([byte]))
+        protocol.data_received(b"\r\n")
+    protocol.data_received(b"0\r\n\r\n")
+    assert statuses(transport.written) == [200]
