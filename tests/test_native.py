@@ -37,6 +37,13 @@ def post(body: bytes = VALID, headers: bytes = b"") -> bytes:
     )
 
 
+def sum_body(n: int) -> bytes:
+    """A body for AsyncSum, which answers `n`."""
+    return json.dumps(
+        {"request": {}, "response": {"route_responses": [{"route": "a", "data": n}]}}
+    ).encode()
+
+
 def faulty_body(**request: Any) -> bytes:
     return json.dumps({"request": request, "response": {"route_responses": []}}).encode()
 
@@ -187,20 +194,38 @@ def test_pipelined_requests_to_an_async_ensembler_are_answered_in_order(
     async_sum: Server,
 ) -> None:
     client = Client(async_sum.port)
-    bodies = [
-        json.dumps({"request": {}, "response": {"route_responses": [{"route": "a", "data": n}]}})
-        for n in range(50)
-    ]
-    client.send(b"".join(post(body.encode()) for body in bodies) + b"GET /nowhere HTTP/1.1\r\n\r\n")
+    client.send(b"".join(post(sum_body(n)) for n in range(50)) + b"GET /nowhere HTTP/1.1\r\n\r\n")
     assert [client.response().json() for _ in range(50)] == list(range(50))
     assert client.response().status == 404
     client.close()
 
 
+def test_a_refusal_waits_for_the_async_answers_before_it(async_sum: Server) -> None:
+    client = Client(async_sum.port)
+    client.send(post(sum_body(1)) + post(sum_body(2)) + MALFORMED["length-and-chunked"])
+    assert [client.response().json() for _ in range(2)] == [1, 2]
+    assert_error(client.response(), 400, "bad_request")
+    assert client.closed()
+    client.close()
+
+
+def test_100_continue_waits_for_the_async_answers_before_it(async_sum: Server) -> None:
+    client = Client(async_sum.port)
+    body = sum_body(5)
+    client.send(
+        post(sum_body(4))
+        + b"POST /ensemble HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    assert client.response().json() == 4
+    assert client.read_until(b"\r\n\r\n") == b"HTTP/1.1 100 Continue"
+    assert client.send(body).response().json() == 5
+    client.close()
+
+
 def test_a_client_that_half_closes_still_gets_its_async_answers(async_sum: Server) -> None:
     client = Client(async_sum.port)
-    body = b'{"request": {}, "response": {"route_responses": [{"route": "a", "data": 7}]}}'
-    client.send(post(body) * 3)
+    client.send(post(sum_body(7)) * 3)
     client.sock.shutdown(socket.SHUT_WR)
     assert [client.response().json() for _ in range(3)] == [7, 7, 7]
     assert client.closed()
