@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,batch,spark]'
+	$(PY) -m pip install -q -e '.[dev,batch,spark,tracing]'
 	touch $@
 
 example: $(EXAMPLE)/MLmodel

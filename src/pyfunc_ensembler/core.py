@@ -7,6 +7,8 @@ request means is decided here, so every front end answers the same way.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import os
 import signal
@@ -167,9 +169,9 @@ class Core:
 
     async def _await_call(self, request: Any, headers: Headers, started: float) -> Any:
         if self._pool is not None:
-            pending = asyncio.get_running_loop().run_in_executor(
-                self._pool, self._call, request, headers
-            )
+            # In the request's context, so that tracing spans and the like follow it.
+            call = functools.partial(contextvars.copy_context().run, self._call, request, headers)
+            pending = asyncio.get_running_loop().run_in_executor(self._pool, call)
         else:
             pending = self._call(request, headers)
         if self.deadline is None:

@@ -41,6 +41,11 @@ def serve(settings: Settings) -> int:
 
     def run(listening: socket.socket, worker: int = 0) -> None:
         metrics.use_slot(worker)
+        if settings.tracing != "off":
+            # In the worker: the exporter's threads would not survive the fork.
+            from pyfunc_ensembler.tracing import instrument
+
+            instrument(core, settings.tracing)
         front_end.serve(listening, core, settings)
 
     if settings.workers <= 1:

@@ -68,6 +68,12 @@ class Settings:
         0, "Run a sync ensemble() in a pool of this many threads (0: inline on the loop)."
     )
     metrics_port: int = _field(0, "Also serve /metrics on this port (0: the main port only).")
+    tracing: str = _field(
+        "off",
+        "OpenTelemetry spans for POST /ensemble: 'otlp' (OTEL_EXPORTER_OTLP_* variables; "
+        "needs the 'tracing' extra) or 'console' (stderr).",
+        choices=("off", "console", "otlp"),
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -1,0 +1,107 @@
+"""OpenTelemetry tracing of ``POST /ensemble``: the optional ``tracing`` extra.
+
+``--tracing otlp`` exports spans over OTLP/HTTP, configured by the standard
+``OTEL_EXPORTER_OTLP_*`` and ``OTEL_SERVICE_NAME`` variables (read by the SDK);
+``--tracing console`` prints them to stderr. Each request gets a server span
+``POST /ensemble`` whose parent is the caller's W3C ``traceparent`` when one is sent,
+and a child span ``ensemble`` around the ensembler's call. Probes and ``/metrics`` are
+never traced.
+
+Instrumenting wraps the core's entry points, and only when tracing is on: with it
+off, the hot path does not even check a flag.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
+
+from pyfunc_ensembler.core import ENSEMBLE_PATH, Answer, Core, RawHeaders
+
+EXPORTERS = ("console", "otlp")
+_PROPAGATED = (b"traceparent", b"tracestate")
+_SPAN_NAME = f"POST {ENSEMBLE_PATH}"
+
+
+def instrument(core: Core, exporter: str) -> None:
+    """Trace every ensemble request `core` answers from now on (call it in each worker)."""
+    tracer = _provider(exporter).get_tracer("pyfunc_ensembler")
+    attributes = {"ensembler.class": core.ensembler.info.ensembler_class}
+    call = core._call
+    if core.ensembler.is_async:
+
+        async def traced_async_call(request: Any, headers: Any) -> Any:
+            with tracer.start_as_current_span("ensemble", attributes=attributes):
+                return await call(request, headers)
+
+        core._call = traced_async_call
+    else:
+
+        def traced_call(request: Any, headers: Any) -> Any:
+            with tracer.start_as_current_span("ensemble", attributes=attributes):
+                return call(request, headers)
+
+        core._call = traced_call
+    handle, handle_async = core.handle, core.handle_async
+
+    def traced_handle(body: bytes, raw_headers: RawHeaders) -> Answer:
+        raw = list(raw_headers)
+        with _request_span(tracer, raw) as span:
+            return _finish(span, handle(body, raw))
+
+    async def traced_handle_async(body: bytes, raw_headers: RawHeaders) -> Answer:
+        raw = list(raw_headers)
+        with _request_span(tracer, raw) as span:
+            return _finish(span, await handle_async(body, raw))
+
+    # Instance attributes shadow the methods: front ends call core.handle(...) as before.
+    setattr(core, "handle", traced_handle)  # noqa: B010
+    setattr(core, "handle_async", traced_handle_async)  # noqa: B010
+
+
+def _provider(exporter: str) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": "pyfunc-ensembler"}))
+    provider.add_span_processor(_processor(exporter))
+    # Global, so that spans an ensembler makes itself become children of ours.
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def _processor(exporter: str) -> SpanProcessor:
+    if exporter == "console":
+        # Unbatched: a span is written as soon as it ends, which is what a person
+        # watching a terminal (or a test reading stderr) wants.
+        return SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return BatchSpanProcessor(OTLPSpanExporter())
+
+
+def _request_span(tracer: trace.Tracer, raw: list[tuple[bytes, bytes]]) -> Any:
+    carrier = {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in raw
+        if name.lower() in _PROPAGATED
+    }
+    return tracer.start_as_current_span(
+        _SPAN_NAME,
+        context=propagate.extract(carrier),
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "url.path": ENSEMBLE_PATH},
+    )
+
+
+def _finish(span: trace.Span, answer: Answer) -> Answer:
+    span.set_attribute("http.response.status_code", answer[0])
+    if answer[0] >= 500:
+        span.set_status(trace.StatusCode.ERROR)
+    return answer

@@ -1,0 +1,56 @@
+"""Tracing with `--tracing console`: spans read back from the real server's stderr."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Server
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+BODY = {"request": {"fault": None}, "response": {"route_responses": []}}
+
+
+def _spans(stderr: str) -> list[dict[str, object]]:
+    # ConsoleSpanExporter writes one indented JSON object per span.
+    return [json.loads(block) for block in re.findall(r"^\{\n.*?^\}$", stderr, re.M | re.S)]
+
+
+@pytest.mark.parametrize("threads", [[], ["--sync-threads", "2"]], ids=["inline", "thread-pool"])
+def test_request_and_ensemble_spans_follow_traceparent(
+    test_models: dict[str, Path], threads: list[str]
+) -> None:
+    server = Server([str(test_models["faulty"]), "--tracing", "console", *threads]).start()
+    try:
+        headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+        assert server.post_json(BODY, headers) == (200, "ok")
+        assert server.request("GET", "/healthz")[0] == 200
+    finally:
+        code, stderr = server.stop()
+    assert code == 0
+    spans = {span["name"]: span for span in _spans(stderr)}
+    # The start-up probe of Server.start() is a POST too: keep the one in our trace.
+    traced = [s for s in _spans(stderr) if s["context"]["trace_id"] == f"0x{TRACE_ID}"]  # type: ignore[index]
+    assert sorted(s["name"] for s in traced) == ["POST /ensemble", "ensemble"]
+    request = next(s for s in traced if s["name"] == "POST /ensemble")
+    ensemble = next(s for s in traced if s["name"] == "ensemble")
+    assert request["parent_id"] == f"0x{PARENT_ID}"
+    assert request["kind"] == "SpanKind.SERVER"
+    assert request["attributes"]["http.response.status_code"] == 200  # type: ignore[index]
+    assert ensemble["parent_id"] == request["context"]["span_id"]  # type: ignore[index]
+    assert "GET /healthz" not in spans
+
+
+def test_async_ensemble_span_covers_the_awaited_call(test_models: dict[str, Path]) -> None:
+    server = Server([str(test_models["async"]), "--tracing", "console"]).start()
+    try:
+        body = {"request": {}, "response": {"route_responses": [{"route": "a", "data": 2}]}}
+        assert server.post_json(body) == (200, 2)
+    finally:
+        _, stderr = server.stop()
+    names = [s["name"] for s in _spans(stderr)]
+    assert names.count("ensemble") == names.count("POST /ensemble") >= 1
