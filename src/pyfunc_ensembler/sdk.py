@@ -59,10 +59,7 @@ def save_ensembler(
     """
     mlflow.pyfunc.save_model(
         path=path,
-        python_model=ensembler,
-        artifacts=dict(artifacts) if artifacts else None,
-        code_paths=list(code_paths) if code_paths else None,
-        pip_requirements=requirements(pip_requirements),
+        **_model_options(ensembler, artifacts, code_paths, pip_requirements),
         **mlflow_options,
     )
 
@@ -83,9 +80,21 @@ def log_ensembler(
     """
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=ensembler,
-        artifacts=dict(artifacts) if artifacts else None,
-        code_paths=list(code_paths) if code_paths else None,
-        pip_requirements=requirements(pip_requirements),
+        **_model_options(ensembler, artifacts, code_paths, pip_requirements),
         **mlflow_options,
     )
+
+
+def _model_options(
+    ensembler: PyFunc,
+    artifacts: Mapping[str, str] | None,
+    code_paths: Sequence[str] | None,
+    pip_requirements: Sequence[str],
+) -> dict[str, Any]:
+    """What saving and logging both pass to MLflow."""
+    return {
+        "python_model": ensembler,
+        "artifacts": dict(artifacts) if artifacts else None,
+        "code_paths": list(code_paths) if code_paths else None,
+        "pip_requirements": requirements(pip_requirements),
+    }
