@@ -102,3 +102,13 @@ def test_chunk_framing_in_its_own_segments_is_not_counted_as_head(
         protocol.data_received(b"\r\n")
     protocol.data_received(b"0\r\n\r\n")
     assert statuses(transport.written) == [200]
+
+
+def test_a_keepalive_timeout_of_zero_closes_after_each_answer(
+    connection: tuple[Connection, Transport],
+) -> None:
+    protocol, transport = connection
+    protocol.data_received(b"GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+    assert statuses(transport.written) == [200]
+    assert b"\r\nConnection: close\r\n" in transport.written
+    assert transport.closing

@@ -76,7 +76,12 @@ class Limits:
     max_body_size: int
     max_header_size: int
     receive_timeout: float
-    keepalive_timeout: float
+    keepalive_timeout: float  # 0: no keep-alive, one request per connection
+
+    @property
+    def stall_timeout(self) -> float:
+        """How long a client may leave our answers unread before it is dropped."""
+        return max(self.keepalive_timeout, self.receive_timeout)
 
 
 def date_header(now: float | None = None) -> bytes:
@@ -123,6 +128,7 @@ class Connection(asyncio.Protocol):
         self.limits = state.limits
         self._max_head = state.limits.max_header_size
         self._max_body = state.limits.max_body_size
+        self._keep_alive = state.limits.keepalive_timeout > 0
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         # The request being received.
@@ -216,8 +222,8 @@ class Connection(asyncio.Protocol):
         # and give up on it if it stays stuck as long as an idle connection may.
         self._writing_paused = True
         self._pause_reading()
-        if self.limits.keepalive_timeout > 0:
-            self._stalled_until = time.monotonic() + self.limits.keepalive_timeout
+        if self.limits.stall_timeout > 0:
+            self._stalled_until = time.monotonic() + self.limits.stall_timeout
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -319,7 +325,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if mode == KEEP and self.state.draining:
+        if mode == KEEP and (self.state.draining or not self._keep_alive):
             mode = CLOSE
         content_type = _JSON
         headers = b""
@@ -351,6 +357,8 @@ class Connection(asyncio.Protocol):
         else:
             self._stopped = True
             transport.close()
+            if self.limits.stall_timeout > 0:  # a client that never reads it is dropped then
+                self._deadline = time.monotonic() + self.limits.stall_timeout
 
     def _send_continue(self) -> None:
         if self._worker is None:
@@ -456,6 +464,9 @@ class Connection(asyncio.Protocol):
         elif self._deadline and now > self._deadline:
             if self._receiving:
                 self._refuse(RequestTimeout("the request did not arrive in time"))
+            elif self.transport is not None and self.transport.is_closing():
+                # Closed before, but the client has not read what we still had to send.
+                self.transport.abort()
             else:
                 self._close()
 
