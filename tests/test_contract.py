@@ -99,3 +99,9 @@ def test_headers_are_canonical_and_found_in_any_case() -> None:
 def test_headers_from_a_plain_dict_keep_canonical_lookup() -> None:
     headers = Headers({"Turing-Req-Id": "r"})
     assert headers["turing-req-id"] == "r"
+
+
+def test_headers_of_a_plain_mapping_are_canonicalised() -> None:
+    headers = Headers.of({"turing-req-id": "r", "X-A": "1"})
+    assert dict(headers) == {"Turing-Req-Id": "r", "X-A": "1"}
+    assert Headers.of(headers) is headers

@@ -59,7 +59,7 @@ class EnsemblerBase(abc.ABC):
 
     def _ensemble_request(self, model_input: dict[str, Any]) -> Any:
         args = ensemble_args(model_input["body"])
-        headers = Headers(model_input.get("headers") or {})
+        headers = Headers.of(model_input.get("headers") or {})
         return bind_ensemble(self.ensemble)(*args, headers)
 
     def _ensemble_batch(self, frame: pandas.DataFrame) -> pandas.Series:

@@ -6,7 +6,7 @@ way Turing's own `PyFunc._ensemble_request` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pyfunc_ensembler.errors import InvalidRequest
@@ -76,6 +76,13 @@ class Headers(dict[str, str]):
     A plain dict to the ensembler, but a lookup in any other case finds the header too,
     so `headers["turing-req-id"]` and `headers.get("TURING-REQ-ID")` both work.
     """
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Headers:
+        """`headers` under canonical names (a `Headers` is returned as it is)."""
+        if isinstance(headers, Headers):
+            return headers
+        return cls({canonical_name(name): value for name, value in headers.items()})
 
     def __missing__(self, key: str) -> str:
         canonical = canonical_name(key)
