@@ -111,6 +111,11 @@ def _intro(meta: dict[str, Any]) -> str:
         "- Same ensemble logic everywhere (`bench/logic.py`), saved with Turing's SDK for "
         "Turing's server and with ours for ours; Turing runs at `LOG_LEVEL=WARNING` (its "
         "best) unless marked `turing-debug` (its DEBUG default)\n"
+        "- Reading it: on a busy machine trust *CPU µs/req* (the server's CPU time per answered "
+        "request, from `/proc`; 10⁶ ÷ it is what one free core could serve) over req/s and "
+        "tail latencies, which other processes inflate. PSS splits shared library pages among "
+        "every process mapping them, other Pythons on the machine included, so compare PSS "
+        "within one run only.\n"
     )
 
 
@@ -130,7 +135,7 @@ def _targets(results: dict[str, Any]) -> str:
             rows.append([target, "not measured", "–"])
             return
         met = measured >= limit if better == "higher" else measured <= limit
-        rows.append([target, f"{measured:,.2f}{unit}", "yes" if met else "**no**"])
+        rows.append([target, f"{measured:,.3g}{unit}", "yes" if met else "**no**"])
 
     rps = {
         s: _median_of(load_rows, "rps", server=s, payload="5KB", connections=32)
@@ -140,6 +145,18 @@ def _targets(results: dict[str, Any]) -> str:
         add(
             f"{fast} req/s at 32 connections ≥ 10× Turing's (5 KB)",
             rps[fast] / rps["turing"],
+            10,
+            "higher",
+            "×",
+        )
+    cpu = {
+        s: _median_of(load_rows, "cpu_us_per_request", server=s, payload="5KB", connections=32)
+        for s in ("turing", *fronts)
+    }
+    if cpu["turing"] and cpu[fast]:
+        add(
+            f"… the same by server CPU time per request (Turing's ÷ {fast}'s)",
+            cpu["turing"] / cpu[fast],
             10,
             "higher",
             "×",
@@ -341,10 +358,12 @@ def _inprocess(results: dict[str, Any]) -> str:
         for size, r in results.items()
     ]
     return (
-        "### In-process cost per request (µs, no HTTP)\n\n"
+        "### In-process cost per request (µs, no HTTP, best of several repeats)\n\n"
         "`ensemble`: the ensembler's own method, arguments built beforehand. `Core.handle`: "
         "raw body and headers to answer bytes (parse, validate, dispatch, serialize). "
-        "`call`: what the server calls on the decoded body; `MLflow predict`: MLflow's "
+        "`of which parsing`: `orjson.loads` of the body alone (the bodies are mostly floats, "
+        "the slowest JSON to parse). `call`: what the server calls on the decoded body; "
+        "`MLflow predict`: MLflow's "
         "`PyFuncModel.predict` on the same decoded body, the per-call wrapper Turing's "
         "server goes through and ours skips.\n\n"
         + _table(
