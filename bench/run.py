@@ -376,7 +376,7 @@ def versions(reference: bool) -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    found["wrk"] = (wrk.stdout + wrk.stderr).split("[")[0].strip()
+    found["wrk"] = (wrk.stdout + wrk.stderr).split("[")[0].removeprefix("wrk").strip()
     if reference:
         probe = (
             "from importlib import metadata as m; print(*(n + '=' + m.version(n) for n in "
