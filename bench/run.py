@@ -89,7 +89,8 @@ class Bench:
     def prepare(self) -> None:
         load.ensure_wrk()
         if self.reference:
-            subprocess.run(["bash", str(BENCH / "reference.sh")], check=True)
+            # Built on this interpreter: both servers then run the same Python.
+            subprocess.run(["bash", str(BENCH / "reference.sh"), sys.executable], check=True)
         models = self.out / "models"
         self.save_models(models / "ours", sys.executable, "ours")
         if self.reference:
