@@ -105,7 +105,7 @@ def _results() -> dict[str, object]:
 def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     """The whole harness, Turing's server included, with one-second runs."""
     doc, plot = tmp_path / "benchmarks.md", tmp_path / "latency.png"
-    argv = ["-m", "bench.run", "--smoke", "--out", str(tmp_path), "--doc", str(doc)]
+    argv = ["-m", "bench.run", "--smoke", "--scaling", "--out", str(tmp_path), "--doc", str(doc)]
     done = subprocess.run(
         [sys.executable, *argv, "--plot", str(plot)],
         cwd=ROOT,
@@ -124,6 +124,7 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     assert set(results["inprocess"]) == set(payloads.SIZES)
     lean, mlflow = results["importtime"].values()
     assert "mlflow" not in lean["imported"] and "mlflow" in mlflow["imported"]
+    assert results["scaling"]["rows"][0]["workers"] == 1  # more only where cores allow
     text = doc.read_text()
     for heading in ("Targets", "Throughput", "Start-up", "Memory", "In-process", "imports"):
         assert heading in text
