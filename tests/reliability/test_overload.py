@@ -1,0 +1,82 @@
+"""The short version of `make soak` (bench/soak.py): seconds, not minutes. It asserts on
+statuses, counts and memory growth only, never on latency figures."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import soak
+from tests.helpers import Server
+from tests.reliability.net import read_response
+
+CONCURRENCY = 10
+WAIT = 0.05
+
+
+@pytest.fixture(scope="module")
+def waiter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return soak.save_waiter(tmp_path_factory.mktemp("soak") / "waiter")
+
+
+@pytest.fixture
+def server(waiter: Path, front_end: str) -> Iterator[Server]:
+    started = Server(
+        [str(waiter), "--server", front_end, "--max-concurrency", str(CONCURRENCY)]
+    ).start()
+    try:
+        yield started
+    finally:
+        code, log = started.stop()
+        assert code == 0, log
+
+
+def test_overload_recovery_and_a_short_soak(server: Server) -> None:
+    assert server.process is not None
+    results = soak.run(
+        server.port,
+        server.process.pid,
+        wait=WAIT,
+        concurrency=CONCURRENCY,
+        phase_seconds=2,
+        soak_seconds=6,
+    )
+    print(json.dumps(results))
+    # At 3x capacity: only 200s and 503s (with Retry-After), no timeout, no dropped
+    # connection; after it, every request succeeds at once; the soak has no error and
+    # its memory grows by less than 5 % after the warm-up.
+    assert soak.problems(results) == []
+    assert results["overload"]["counts"]["200"] > 0
+
+
+def test_a_burst_is_held_to_the_concurrency_limit(
+    server: Server, front_end: str, request: pytest.FixtureRequest
+) -> None:
+    if front_end == "native":
+        # Strict: once fixed, this fails and the marker must go (docs/reliability.md).
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="native: admission is checked when a request's head arrives but counted "
+                "when its ensembler is called, so requests arriving together all pass "
+                "--max-concurrency",
+                strict=True,
+            )
+        )
+    burst = 3 * CONCURRENCY
+    payload = soak.request_bytes(server.port, 0.5)
+    sockets = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(burst)
+    ]
+    try:
+        for sock in sockets:
+            sock.sendall(payload)
+        statuses = [read_response(sock)[0] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert set(statuses) <= {200, 503}
+    assert statuses.count(200) <= CONCURRENCY
