@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXAMPLE := examples/model
 PORT ?= 8083
 
-.PHONY: install serve example test lint typecheck unit clean bench bench-smoke
+.PHONY: install serve example test lint typecheck unit clean bench bench-smoke fuzz soak
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,24 @@ bench: install
 bench-smoke: install
 	$(PY) -m bench.run --smoke --out bench/out/smoke --doc bench/out/smoke/benchmarks.md \
 		--plot bench/out/smoke/benchmarks-latency.png
+
+# Not in CI. Fuzz the request parser (body -> ensembler arguments, and the native HTTP/1.1
+# parsing), FUZZ_SECONDS per target; a finding stops it and leaves fuzz/crash-*.
+FUZZ_SECONDS ?= 60
+fuzz: install
+	$(PY) -m pip install -q -e '.[fuzz]'
+	for target in body http; do \
+		mkdir -p fuzz/out/$$target && \
+		FUZZ_TARGET=$$target $(PY) fuzz/fuzz_request.py -max_total_time=$(FUZZ_SECONDS) \
+			-dict=fuzz/json.dict -artifact_prefix=fuzz/ fuzz/out/$$target fuzz/seeds/$$target \
+			|| exit 1; \
+	done
+
+# Not in CI (its short version is tests/reliability/test_overload.py): overload at 3x
+# capacity, recovery, and a SOAK_SECONDS soak at 70 % of capacity (docs/reliability.md).
+SOAK_SECONDS ?= 600
+soak: install
+	$(PY) -m bench.soak --soak $(SOAK_SECONDS) --out bench/out/soak.json
 
 clean:
 	rm -rf $(VENV) $(EXAMPLE) .pytest_cache .mypy_cache .ruff_cache
