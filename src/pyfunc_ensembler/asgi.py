@@ -143,9 +143,7 @@ def from_environ() -> App:
     core = Core.from_settings(
         load(settings.model_uri, force_mlflow=settings.force_mlflow), settings
     )
-    return App(
-        core, max_body_size=settings.max_body_size, max_header_size=settings.max_header_size
-    )
+    return App(core, max_body_size=settings.max_body_size, max_header_size=settings.max_header_size)
 
 
 def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
