@@ -109,3 +109,17 @@ def test_bad_environment_value_is_a_usage_error(example_model: Path) -> None:
     result = run_cli("check", str(example_model), env={**os.environ, "ENSEMBLER_PORT": "x"})
     assert result.returncode == 2
     assert "ENSEMBLER_PORT" in result.stderr
+
+
+def test_the_cli_imports_no_heavy_library() -> None:
+    # serve builds every command's parser; none of them may pull in the batch engines'
+    # pyarrow/numpy or MLflow, or every server would pay for them.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pyfunc_ensembler.cli import build_parser; build_parser(); "
+        "print([m for m in ('pyarrow', 'numpy', 'pandas', 'mlflow') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -8,14 +8,26 @@ on an engine: ``local`` (`local`, Arrow streaming on this machine, the default) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyfunc_ensembler.batch.job import Job, load_job, parse_job, short_job
-from pyfunc_ensembler.batch.results import Report
+
+if TYPE_CHECKING:
+    from pyfunc_ensembler.batch.results import Report
 
 ENGINES = ("local", "spark")
 
 __all__ = ["ENGINES", "Job", "Report", "load_job", "parse_job", "run", "short_job"]
+
+
+def __getattr__(name: str) -> Any:
+    # Report lives beside pyarrow and numpy: importing them only when needed keeps
+    # `pyfunc-ensembler serve`, whose CLI also builds the batch command, lean.
+    if name == "Report":
+        from pyfunc_ensembler.batch.results import Report
+
+        return Report
+    raise AttributeError(f"module 'pyfunc_ensembler.batch' has no attribute '{name}'")
 
 
 def run(job: Job, engine: str = "local", **options: Any) -> Report:
