@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from pyfunc_ensembler.core import Core
+from pyfunc_ensembler.core import ENSEMBLE_PATH, Core
 from pyfunc_ensembler.errors import (
     EnsemblerError,
     HeadersTooLarge,
@@ -382,11 +382,9 @@ class Connection(asyncio.Protocol):
             while queue and not transport.is_closing():
                 ready, body, headers, mode, head = queue.popleft()
                 if ready is None:
-                    status, answer = await self.core.handle_async(body, headers)
-                    self._write(status, answer, (), mode, head)
-                else:
-                    status, answer, extra = ready
-                    self._write(status, answer, extra, mode, head)
+                    ready = await self._ensemble(body, headers)
+                status, answer, extra = ready
+                self._write(status, answer, extra, mode, head)
                 if self._writing_paused:
                     await self._wait_drained()
                 self._maybe_resume_reading()
@@ -401,6 +399,17 @@ class Connection(asyncio.Protocol):
             self._close()
         elif not self._receiving:
             self._wait_idle()
+
+    async def _ensemble(self, body: bytes, headers: list[RawHeader]) -> tuple[Any, ...]:
+        # Admission again, now that this request's turn has come: requests queued in the
+        # same loop turn all passed it when their heads arrived, before any was counted
+        # in flight. The core counts a request in flight before its first await, so
+        # this check and that count cannot interleave with another connection's.
+        decided = self.core.route("POST", ENSEMBLE_PATH)
+        if decided is not None:
+            (status, answer), extra = decided
+            return status, answer, extra
+        return (*await self.core.handle_async(body, headers), ())
 
     def _wait_drained(self) -> asyncio.Future[None]:
         self._drained = asyncio.get_running_loop().create_future()

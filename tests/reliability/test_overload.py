@@ -53,19 +53,7 @@ def test_overload_recovery_and_a_short_soak(server: Server) -> None:
     assert results["overload"]["counts"]["200"] > 0
 
 
-def test_a_burst_is_held_to_the_concurrency_limit(
-    server: Server, front_end: str, request: pytest.FixtureRequest
-) -> None:
-    if front_end == "native":
-        # Strict: once fixed, this fails and the marker must go (docs/reliability.md).
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="native: admission is checked when a request's head arrives but counted "
-                "when its ensembler is called, so requests arriving together all pass "
-                "--max-concurrency",
-                strict=True,
-            )
-        )
+def test_a_burst_is_held_to_the_concurrency_limit(server: Server) -> None:
     burst = 3 * CONCURRENCY
     payload = soak.request_bytes(server.port, 0.5)
     sockets = [
