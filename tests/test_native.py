@@ -11,6 +11,7 @@ import json
 import select
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -453,6 +454,31 @@ def test_a_client_that_does_not_read_stops_the_server_reading(echo: Server) -> N
     sender.join(60)
     assert sent[0] == total
     client.close()
+
+
+def test_a_client_gone_mid_request_does_not_keep_its_concurrency_slot(
+    test_models: dict[str, Path],
+) -> None:
+    args = ["--server", "native", "--sync-threads", "2", "--max-concurrency", "2"]
+    server = Server([str(test_models["faulty"]), *args]).start()
+    try:
+        for _ in range(4):
+            gone = Client(server.port)
+            gone.send(post(faulty_body(fault="sleep", seconds=0.2)))
+            time.sleep(0.05)  # the request is being answered
+            # Reset, not FIN: the server sees the connection lost mid-request.
+            gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.close()
+        # Once the abandoned calls are done, both slots are free again.
+        statuses = []
+        for _ in range(50):
+            statuses.append(Client(server.port).send(post()).response().status)
+            if statuses[-1] == 200:
+                break
+            time.sleep(0.1)
+        assert statuses[-1] == 200, statuses
+    finally:
+        server.stop()
 
 
 # -- shutdown --------------------------------------------------------------------------

@@ -172,8 +172,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._stopped = True
-        if self._worker is not None:
-            self._worker.cancel()
+        # A worker still answering is left to finish (its answer is dropped): cancelling
+        # it would cut the ensembler off mid-call and skip the core's accounting.
         self._wake_drained()
 
     def data_received(self, data: bytes) -> None:
