@@ -173,9 +173,13 @@ def test_blocking_without_a_deadline_leaves_the_other_worker_serving(
 ) -> None:
     server = two_workers()
     blocked: list[Any] = []
-    thread = threading.Thread(
-        target=lambda: blocked.append(server.post_json(hazard("block", seconds=10))),
-    )
+    payload = json.dumps(hazard("block", seconds=10)).encode()
+
+    def block() -> None:  # a client timeout well beyond the 10 s it blocks
+        status, _, answer = server.request("POST", "/ensemble", payload, timeout=60)
+        blocked.append((status, json.loads(answer)))
+
+    thread = threading.Thread(target=block)
     thread.start()
     try:
         time.sleep(0.5)  # not a threshold: only lets the blocking request reach its worker
