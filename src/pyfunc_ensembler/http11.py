@@ -71,12 +71,12 @@ class _StopParsing(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """What one client may do. A timeout of 0 means no limit."""
+    """What one client may do."""
 
     max_body_size: int
-    max_header_size: int
-    receive_timeout: float
-    keepalive_timeout: float  # 0: no keep-alive, one request per connection
+    max_header_size: int  # request line + headers (+ trailers)
+    receive_timeout: float  # first byte to last byte of one request; 0: no limit
+    keepalive_timeout: float  # idle time between requests; 0: one request per connection
 
     @property
     def stall_timeout(self) -> float:
