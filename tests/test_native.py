@@ -503,6 +503,23 @@ def test_sigterm_finishes_requests_in_flight_and_closes_idle_connections(
         Client(server.port)
 
 
+def test_requests_still_busy_after_the_grace_period_are_cut_off(
+    test_models: dict[str, Path],
+) -> None:
+    args = ["--server", "native", "--sync-threads", "1", "--graceful-timeout", "1"]
+    server = Server([str(test_models["faulty"]), *args]).start()
+    busy = Client(server.port)
+    busy.send(post(faulty_body(fault="sleep", seconds=3)))
+    time.sleep(0.5)  # the request is being answered
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert busy.closed()  # without an answer
+    code, log = server.stop()
+    assert code == 0, log
+    assert "still busy" in log
+    busy.close()
+
+
 def test_a_second_signal_exits_at_once(test_models: dict[str, Path]) -> None:
     server = Server([str(test_models["faulty"]), "--server", "native"]).start()
     busy = Client(server.port)

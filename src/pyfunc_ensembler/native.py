@@ -85,7 +85,11 @@ async def shut_down(listener: asyncio.AbstractServer, state: ServerState, grace:
         for connection in list(state.connections):
             if connection.transport is not None:
                 connection.transport.abort()
-        await asyncio.sleep(0)  # let connection_lost run
+        # Answers still being worked out have lost their clients: stop them.
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 class _Clock:
