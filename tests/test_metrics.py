@@ -125,13 +125,6 @@ def test_metrics_are_text_and_openapi_is_the_document() -> None:
     }
 
 
-def test_probes_take_get_only() -> None:
-    decided = core_with(lambda body, headers: 1).route("POST", "/healthz")
-    assert decided is not None
-    (status, _), extra = decided
-    assert status == 405 and dict(extra)[b"allow"] == b"GET"
-
-
 def test_readiness_goes_false_when_draining_and_liveness_stays() -> None:
     core = core_with(lambda body, headers: 1)
     core.drain()
@@ -214,3 +207,32 @@ def test_in_flight_returns_to_zero(status: int) -> None:
     assert core.handle(BODY, [])[0] == status
     assert core.in_flight == 0
     assert samples(core.metrics)[("ensembler_requests_in_flight", ())] == 0
+
+
+def test_a_cancelled_request_frees_its_concurrency_slot() -> None:
+    async def forever(body: Any, headers: Headers) -> int:
+        await asyncio.sleep(3600)
+        return 1
+
+    core = core_with(forever, is_async=True, max_concurrency=1)
+
+    async def cancel_one() -> None:
+        task = asyncio.ensure_future(core.handle_async(BODY, []))
+        await asyncio.sleep(0.01)
+        assert core.in_flight == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_one())
+    assert core.in_flight == 0
+    assert core.route("POST", "/ensemble") is None
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_probes_answer_head_as_get(path: str) -> None:
+    core = core_with(lambda body, headers: 1)
+    decided = core.route("HEAD", path)
+    assert decided is not None and decided[0][0] == 200
+    (status, _), extra = core.route("PUT", path)  # type: ignore[misc]
+    assert status == 405 and dict(extra)[b"allow"] == b"GET, HEAD"

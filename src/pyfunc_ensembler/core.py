@@ -45,7 +45,7 @@ ExtraHeaders = tuple[tuple[bytes, bytes], ...]
 REQUEST_ID_HEADER = "Turing-Req-Id"
 ENSEMBLE_PATH = "/ensemble"
 ALLOW_POST = ((b"allow", b"POST"),)
-ALLOW_GET = ((b"allow", b"GET"),)
+ALLOW_GET = ((b"allow", b"GET, HEAD"),)
 # Overloaded workers ask the client to come back shortly rather than queueing it.
 RETRY_AFTER = ((b"retry-after", b"1"),)
 
@@ -128,7 +128,8 @@ class Core:
         endpoint = self._endpoints.get(path)
         if endpoint is None:
             return self._answer(NotFound(f"no such path: {path}")), ()
-        if method != "GET":
+        # HEAD is GET without the body, which the front end leaves out.
+        if method not in ("GET", "HEAD"):
             return self._answer(MethodNotAllowed(f"{path} takes GET, not {method}")), ALLOW_GET
         return endpoint()
 
@@ -165,6 +166,11 @@ class Core:
             answer = 200, dumps(result)
         except Exception as exc:
             answer = self.fail(exc, headers)
+        except BaseException:
+            # Cancelled (the client or the server went away): free its concurrency slot,
+            # or enough of these would leave the worker answering 503 for ever.
+            self._abandon()
+            raise
         return self._leave(answer, started, ensemble_seconds, len(body), headers)
 
     async def _await_call(self, request: Any, headers: Headers, started: float) -> Any:
@@ -187,6 +193,10 @@ class Core:
         self.in_flight += 1
         self.metrics.set_in_flight(self.in_flight)
         return perf_counter()
+
+    def _abandon(self) -> None:
+        self.in_flight -= 1
+        self.metrics.set_in_flight(self.in_flight)
 
     def _leave(
         self,
