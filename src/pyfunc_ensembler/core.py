@@ -78,6 +78,7 @@ class Core:
         self.deadline = request_timeout if request_timeout > 0 else None
         self.access_log = access_log
         self.in_flight = 0
+        self._burst = 0
         self._pool = (
             ThreadPoolExecutor(sync_threads, thread_name_prefix="ensemble")
             if sync_threads > 0 and not ensembler.is_async
@@ -120,11 +121,7 @@ class Core:
                 return self._answer(
                     MethodNotAllowed(f"{path} takes POST, not {method}")
                 ), ALLOW_POST
-            if self.max_concurrency and self.in_flight >= self.max_concurrency:
-                self.metrics.count(Overloaded.status)
-                overloaded = Overloaded(f"{self.in_flight} requests in flight: try again later")
-                return self._answer(overloaded), RETRY_AFTER
-            return None
+            return self.admit()
         endpoint = self._endpoints.get(path)
         if endpoint is None:
             return self._answer(NotFound(f"no such path: {path}")), ()
@@ -132,6 +129,41 @@ class Core:
         if method not in ("GET", "HEAD"):
             return self._answer(MethodNotAllowed(f"{path} takes GET, not {method}")), ALLOW_GET
         return endpoint()
+
+    def admit(self, *, arriving: bool = True) -> tuple[Answer, ExtraHeaders] | None:
+        """Back-pressure: ``None`` to go on, or the 503 to answer at once.
+
+        Two queues are bounded by ``max_concurrency``: requests in flight (async
+        ensemblers, the thread pool), and requests that arrived in the current burst.
+        A sync ensembler run inline blocks the loop, so the requests that pile up
+        meanwhile are all delivered in one burst once it returns, each then waiting for
+        the ones before it: counting them, and refusing those past the limit, bounds
+        that wait instead of letting it grow with the load. ``arriving=False`` checks a
+        request already counted (a front end re-checking when its turn comes).
+        """
+        limit = self.max_concurrency
+        if not limit:
+            return None
+        burst = self._count_arrival() if arriving else 0
+        if self.in_flight < limit and burst <= limit:
+            return None
+        self.metrics.count(Overloaded.status)
+        waiting = max(self.in_flight, burst)
+        overloaded = Overloaded(f"{waiting} requests in flight or waiting: try again later")
+        return self._answer(overloaded), RETRY_AFTER
+
+    def _count_arrival(self) -> int:
+        if self._burst == 0:
+            try:
+                # Runs once the loop has dealt with every callback ready now: the burst.
+                asyncio.get_running_loop().call_soon(self._end_burst)
+            except RuntimeError:
+                return 0  # no loop (a direct call): nothing can pile up
+        self._burst += 1
+        return self._burst
+
+    def _end_burst(self) -> None:
+        self._burst = 0
 
     def handle(self, body: bytes, raw_headers: RawHeaders) -> Answer:
         """Answer one request with a synchronous ensembler."""

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from pyfunc_ensembler.core import ENSEMBLE_PATH, Core
+from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.errors import (
     EnsemblerError,
     HeadersTooLarge,
@@ -405,7 +405,7 @@ class Connection(asyncio.Protocol):
         # same loop turn all passed it when their heads arrived, before any was counted
         # in flight. The core counts a request in flight before its first await, so
         # this check and that count cannot interleave with another connection's.
-        decided = self.core.route("POST", ENSEMBLE_PATH)
+        decided = self.core.admit(arriving=False)
         if decided is not None:
             (status, answer), extra = decided
             return status, answer, extra

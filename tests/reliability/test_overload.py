@@ -68,3 +68,45 @@ def test_a_burst_is_held_to_the_concurrency_limit(server: Server) -> None:
             sock.close()
     assert set(statuses) <= {200, 503}
     assert statuses.count(200) <= CONCURRENCY
+
+
+def test_requests_piling_up_behind_an_inline_sync_ensembler_are_held_to_the_limit(
+    test_models: dict[str, Path], front_end: str
+) -> None:
+    # A sync ensembler blocks the loop: requests arriving meanwhile on open connections
+    # (a router's keep-alive pool) are delivered in one burst when it returns. Past
+    # --max-concurrency they get 503 at once, so an accepted request waits for at most
+    # `limit` others, whatever the load.
+    limit, clients = 3, 12
+    server = Server(
+        [str(test_models["faulty"]), "--server", front_end, "--max-concurrency", str(limit)]
+    ).start()
+    body = json.dumps(
+        {"request": {"fault": "sleep", "seconds": 0.3}, "response": {"route_responses": []}}
+    ).encode()
+    request = b"POST /ensemble HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+    sockets = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(clients)
+    ]
+    quick = json.dumps({"request": {}, "response": {"route_responses": []}}).encode()
+    try:
+        for sock in sockets:  # open and in use, as a router's pool is
+            sock.sendall(
+                b"POST /ensemble HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(quick), quick)
+            )
+            assert read_response(sock)[0] == 200
+        for sock in sockets:
+            sock.sendall(request)
+        statuses = [read_response(sock)[0] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+    assert set(statuses) <= {200, 503}
+    # At most `limit` of the first burst (those that arrived with the first request),
+    # then at most `limit` of the burst that piled up behind them.
+    assert statuses.count(200) <= 2 * limit
+    assert statuses.count(503) >= clients - 2 * limit
