@@ -7,13 +7,21 @@ on uvicorn with uvloop and httptools.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from types import FrameType
 from typing import Any
 
 from pyfunc_ensembler.core import Core, force_exit
-from pyfunc_ensembler.errors import EnsemblerError, HeadersTooLarge, PayloadTooLarge
+from pyfunc_ensembler.errors import (
+    EnsemblerError,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    RequestError,
+    RequestTimeout,
+)
 from pyfunc_ensembler.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -153,7 +161,7 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     config = uvicorn.Config(
         App(core, max_body_size=settings.max_body_size, max_header_size=settings.max_header_size),
         loop="uvloop",
-        http="httptools",
+        http=_protocol(core, settings.receive_timeout),
         lifespan="off",
         access_log=False,
         proxy_headers=False,
@@ -164,6 +172,62 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
         timeout_graceful_shutdown=settings.graceful_timeout,
     )
     _graceful_server(config, core).run(sockets=[sock])
+
+
+def _protocol(core: Core, receive_timeout: float) -> Any:
+    """uvicorn's httptools protocol with JSON refusals and a time limit to receive a request.
+
+    uvicorn answers a malformed request with a text/plain 400 and never times out a
+    client that sends its request slowly; this subclass answers both as the native front
+    end does (JSON 400, JSON 408 after `receive_timeout`), then closes the connection.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Protocol(HttpToolsProtocol):  # type: ignore[misc]
+        _receive_timer: asyncio.TimerHandle | None = None
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._stop_receive_timer()
+            if receive_timeout > 0:
+                self._receive_timer = self.loop.call_later(receive_timeout, self._timed_out)
+
+        def on_message_complete(self) -> None:
+            self._stop_receive_timer()
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_receive_timer()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            self._refuse(RequestError(f"malformed HTTP request: {msg}"))
+
+        def _timed_out(self) -> None:
+            self._receive_timer = None
+            if self.cycle is not None and self.cycle.response_started:
+                self.transport.close()  # answered already (say a 404): just stop waiting
+            else:
+                self._refuse(
+                    RequestTimeout(f"the request did not arrive within {receive_timeout} s")
+                )
+
+        def _stop_receive_timer(self) -> None:
+            if self._receive_timer is not None:
+                self._receive_timer.cancel()
+                self._receive_timer = None
+
+        def _refuse(self, error: EnsemblerError) -> None:
+            status, body = core.error(error)
+            head = (
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+                "connection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode("latin-1") + body)
+            self.transport.close()
+
+    return Protocol
 
 
 def _graceful_server(config: Any, core: Core) -> Any:

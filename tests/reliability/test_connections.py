@@ -38,9 +38,8 @@ def _ok(server: Server) -> bool:
 def test_slow_clients_do_not_starve_others(server: Server, front_end: str) -> None:
     """Five clients send a request a byte a second; normal requests are answered meanwhile.
 
-    Native: each slow client gets 408 once --receive-timeout (2 s here) has passed.
-    ASGI (uvicorn): it has no such timeout, so slow clients are not cut off; they still do
-    not hold up anyone else (documented in docs/reliability.md)."""
+    Each slow client gets a JSON 408 once --receive-timeout (2 s here) has passed, on both
+    front ends (on ASGI through our subclass of uvicorn's protocol)."""
     slow = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(5)]
     answered = 0
     try:
@@ -52,11 +51,10 @@ def test_slow_clients_do_not_starve_others(server: Server, front_end: str) -> No
             answered += _ok(server)
             time.sleep(1)
         assert answered == 5
-        if front_end == "native":
-            for sock in slow:
-                status, _, payload = read_response(sock)
-                assert status == 408
-                assert json.loads(payload)["error"]["type"] == "request_timeout"
+        for sock in slow:
+            status, _, payload = read_response(sock)
+            assert status == 408
+            assert json.loads(payload)["error"]["type"] == "request_timeout"
     finally:
         for sock in slow:
             sock.close()
@@ -82,4 +80,19 @@ def test_a_thousand_idle_keepalive_connections_while_traffic_goes_on(server: Ser
     finally:
         for sock in idle:
             sock.close()
+    assert _ok(server)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"POST /ensemble HTTP/1.1\r\nContent-Length: x\r\n\r\n"],
+    ids=["request-line", "content-length"],
+)
+def test_malformed_http_gets_a_json_400_and_a_close(server: Server, request_bytes: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        status, _, payload = read_response(sock)
+        assert status == 400
+        assert json.loads(payload)["error"]["type"] == "bad_request"
+        assert sock.recv(1) == b""  # closed
     assert _ok(server)
