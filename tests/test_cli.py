@@ -123,3 +123,11 @@ def test_the_cli_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_check_refuses_a_header_without_a_value(example_model: Path, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text("{}")
+    result = run_cli("check", str(example_model), "--request", str(request), "--header", "oops")
+    assert result.returncode == 2
+    assert "NAME=VALUE" in result.stderr and "Traceback" not in result.stderr

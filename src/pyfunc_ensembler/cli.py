@@ -207,7 +207,11 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
     from pyfunc_ensembler.check import check
 
-    return check(settings, args.request, args.header)
+    try:
+        return check(settings, args.request, args.header)
+    except ValueError as exc:  # a --header without '='
+        print(f"pyfunc-ensembler check: {exc}", file=sys.stderr)
+        return 2
 
 
 def run_image(settings: Settings, args: argparse.Namespace) -> int:
