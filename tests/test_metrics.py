@@ -236,3 +236,14 @@ def test_probes_answer_head_as_get(path: str) -> None:
     assert decided is not None and decided[0][0] == 200
     (status, _), extra = core.route("PUT", path)  # type: ignore[misc]
     assert status == 405 and dict(extra)[b"allow"] == b"GET, HEAD"
+
+
+def test_a_burst_counts_each_sender_once() -> None:
+    core = core_with(lambda body, headers: 1, max_concurrency=2)
+
+    async def burst() -> list[bool]:
+        one, two, three = object(), object(), object()
+        senders = [one, one, one, two, two, three]  # pipelined requests arrive together
+        return [core.route("POST", "/ensemble", sender) is None for sender in senders]
+
+    assert asyncio.run(burst()) == [True, True, True, True, True, False]

@@ -79,6 +79,7 @@ class Core:
         self.access_log = access_log
         self.in_flight = 0
         self._burst = 0
+        self._senders: set[int] = set()  # ids of the connections counted in this burst
         self._pool = (
             ThreadPoolExecutor(sync_threads, thread_name_prefix="ensemble")
             if sync_threads > 0 and not ensembler.is_async
@@ -107,21 +108,24 @@ class Core:
         """A shutdown began: readiness goes false; requests in flight still finish."""
         self.readiness.drain()
 
-    def route(self, method: str, path: str) -> tuple[Answer, ExtraHeaders] | None:
+    def route(
+        self, method: str, path: str, sender: object = None
+    ) -> tuple[Answer, ExtraHeaders] | None:
         """Decide a request from its request line alone, before any body is read.
 
         ``None`` means: read the body and call `handle` (or `handle_async`). Otherwise
         the answer and any extra response headers to send; the body, if any, is unread.
         Every path other than ``POST /ensemble`` is answered here, for all front ends.
         The extra headers may hold a ``content-type`` (``/metrics`` is text): it then
-        replaces the default ``application/json``.
+        replaces the default ``application/json``. `sender` (a front end's connection)
+        lets back-pressure count a client pipelining requests once per burst.
         """
         if path == ENSEMBLE_PATH:
             if method != "POST":
                 return self._answer(
                     MethodNotAllowed(f"{path} takes POST, not {method}")
                 ), ALLOW_POST
-            return self.admit()
+            return self.admit(sender=sender)
         endpoint = self._endpoints.get(path)
         if endpoint is None:
             return self._answer(NotFound(f"no such path: {path}")), ()
@@ -130,7 +134,9 @@ class Core:
             return self._answer(MethodNotAllowed(f"{path} takes GET, not {method}")), ALLOW_GET
         return endpoint()
 
-    def admit(self, *, arriving: bool = True) -> tuple[Answer, ExtraHeaders] | None:
+    def admit(
+        self, *, arriving: bool = True, sender: object = None
+    ) -> tuple[Answer, ExtraHeaders] | None:
         """Back-pressure: ``None`` to go on, or the 503 to answer at once.
 
         Two queues are bounded by ``max_concurrency``: requests in flight (async
@@ -138,13 +144,16 @@ class Core:
         A sync ensembler run inline blocks the loop, so the requests that pile up
         meanwhile are all delivered in one burst once it returns, each then waiting for
         the ones before it: counting them, and refusing those past the limit, bounds
-        that wait instead of letting it grow with the load. ``arriving=False`` checks a
-        request already counted (a front end re-checking when its turn comes).
+        that wait instead of letting it grow with the load. Requests pipelined on one
+        connection count once per burst: they wait behind their own client's requests
+        only, and the connection's own back-pressure (reading pauses) bounds them.
+        ``arriving=False`` checks a request already counted (a front end re-checking
+        when its turn comes).
         """
         limit = self.max_concurrency
         if not limit:
             return None
-        burst = self._count_arrival() if arriving else 0
+        burst = self._count_arrival(sender) if arriving else 0
         if self.in_flight < limit and burst <= limit:
             return None
         self.metrics.count(Overloaded.status)
@@ -152,7 +161,11 @@ class Core:
         overloaded = Overloaded(f"{waiting} requests in flight or waiting: try again later")
         return self._answer(overloaded), RETRY_AFTER
 
-    def _count_arrival(self) -> int:
+    def _count_arrival(self, sender: object) -> int:
+        if sender is not None:
+            if id(sender) in self._senders:
+                return self._burst
+            self._senders.add(id(sender))
         if self._burst == 0:
             try:
                 # Runs once the loop has dealt with every callback ready now: the burst.
@@ -164,6 +177,7 @@ class Core:
 
     def _end_burst(self) -> None:
         self._burst = 0
+        self._senders.clear()
 
     def handle(self, body: bytes, raw_headers: RawHeaders) -> Answer:
         """Answer one request with a synchronous ensembler."""

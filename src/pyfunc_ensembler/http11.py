@@ -282,7 +282,7 @@ class Connection(asyncio.Protocol):
                 self._stop(MethodNotAllowed("this server is not a proxy"), _ALLOW_POST)
         if self._declared > self._max_body:
             self._stop(PayloadTooLarge(self._body_too_large(self._declared)))
-        self._decided = self.core.route(method.decode(), self._path())
+        self._decided = self.core.route(method.decode(), self._path(), self)
         if self._expect_continue and parser.get_http_version() == "1.1":
             self._send_continue()
 
