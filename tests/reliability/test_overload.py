@@ -12,7 +12,7 @@ import pytest
 
 from bench import soak
 from tests.helpers import Server
-from tests.reliability.net import read_response
+from tests.reliability.net import post_bytes, read_response
 
 CONCURRENCY = 10
 WAIT = 0.05
@@ -54,18 +54,8 @@ def test_overload_recovery_and_a_short_soak(server: Server) -> None:
 
 
 def test_a_burst_is_held_to_the_concurrency_limit(server: Server) -> None:
-    burst = 3 * CONCURRENCY
     payload = soak.request_bytes(server.port, 0.5)
-    sockets = [
-        socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(burst)
-    ]
-    try:
-        for sock in sockets:
-            sock.sendall(payload)
-        statuses = [read_response(sock)[0] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    statuses = _statuses_together(server.port, payload, 3 * CONCURRENCY)
     assert set(statuses) <= {200, 503}
     assert statuses.count(200) <= CONCURRENCY
 
@@ -81,32 +71,37 @@ def test_requests_piling_up_behind_an_inline_sync_ensembler_are_held_to_the_limi
     server = Server(
         [str(test_models["faulty"]), "--server", front_end, "--max-concurrency", str(limit)]
     ).start()
-    body = json.dumps(
-        {"request": {"fault": "sleep", "seconds": 0.3}, "response": {"route_responses": []}}
-    ).encode()
-    request = b"POST /ensemble HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
-        len(body),
-        body,
-    )
-    sockets = [
-        socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(clients)
-    ]
-    quick = json.dumps({"request": {}, "response": {"route_responses": []}}).encode()
+    slow = {"request": {"fault": "sleep", "seconds": 0.3}, "response": {"route_responses": []}}
+    quick = {"request": {}, "response": {"route_responses": []}}
     try:
-        for sock in sockets:  # open and in use, as a router's pool is
-            sock.sendall(
-                b"POST /ensemble HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(quick), quick)
-            )
-            assert read_response(sock)[0] == 200
-        for sock in sockets:
-            sock.sendall(request)
-        statuses = [read_response(sock)[0] for sock in sockets]
+        statuses = _statuses_together(
+            server.port,
+            post_bytes(json.dumps(slow).encode()),
+            clients,
+            warm=post_bytes(json.dumps(quick).encode()),  # in use, as a router's pool is
+        )
     finally:
-        for sock in sockets:
-            sock.close()
         server.stop()
     assert set(statuses) <= {200, 503}
     # At most `limit` of the first burst (those that arrived with the first request),
     # then at most `limit` of the burst that piled up behind them.
     assert statuses.count(200) <= 2 * limit
     assert statuses.count(503) >= clients - 2 * limit
+
+
+def _statuses_together(
+    port: int, request: bytes, clients: int, warm: bytes | None = None
+) -> list[int]:
+    """Send `request` at once on `clients` connections (each first answering `warm`)."""
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(clients)]
+    try:
+        if warm is not None:
+            for sock in sockets:
+                sock.sendall(warm)
+                assert read_response(sock)[0] == 200
+        for sock in sockets:
+            sock.sendall(request)
+        return [read_response(sock)[0] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
