@@ -137,10 +137,13 @@ def _targets(results: dict[str, Any]) -> str:
         met = measured >= limit if better == "higher" else measured <= limit
         rows.append([target, f"{measured:,.3g}{unit}", "yes" if met else "**no**"])
 
-    rps = {
-        s: _median_of(load_rows, "rps", server=s, payload="5KB", connections=32)
-        for s in ("turing", *fronts)
-    }
+    def at_5kb_32(key: str) -> dict[str, float | None]:
+        return {
+            s: _median_of(load_rows, key, server=s, payload="5KB", connections=32)
+            for s in ("turing", *fronts)
+        }
+
+    rps = at_5kb_32("rps")
     if rps["turing"] and rps[fast]:
         add(
             f"{fast} req/s at 32 connections ≥ 10× Turing's (5 KB)",
@@ -149,10 +152,7 @@ def _targets(results: dict[str, Any]) -> str:
             "higher",
             "×",
         )
-    cpu = {
-        s: _median_of(load_rows, "cpu_us_per_request", server=s, payload="5KB", connections=32)
-        for s in ("turing", *fronts)
-    }
+    cpu = at_5kb_32("cpu_us_per_request")
     if cpu["turing"] and cpu[fast]:
         add(
             f"… the same by server CPU time per request (Turing's ÷ {fast}'s)",
