@@ -96,8 +96,10 @@ class Hazard(PyFunc):
             ctypes.string_at(0)  # reads address 0: SIGSEGV
         if hazard == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
-        if hazard == "block":
+        if hazard in ("block", "block-then-exit"):
             time.sleep(float(input.get("seconds", 10)))
+        if hazard == "block-then-exit":
+            os._exit(3)
         if hazard == "leak":
             # Touched pages, so that the memory is really resident, not just reserved.
             Hazard.leaked.append(b"x" * int(input.get("bytes", 1 << 20)))

@@ -33,6 +33,7 @@ from pyfunc_ensembler.metrics import Metrics, model_info
 from pyfunc_ensembler.serialization import dumps, loads
 
 if TYPE_CHECKING:
+    from pyfunc_ensembler.isolation import EnsemblerProcess
     from pyfunc_ensembler.settings import Settings
 
 logger = logging.getLogger("pyfunc_ensembler.core")
@@ -85,9 +86,10 @@ class Core:
             if sync_threads > 0 and not ensembler.is_async
             else None
         )
-        # Front ends await `handle_async` when this is true: async ensemblers, and sync
-        # ones sent to the thread pool.
+        # Front ends await `handle_async` when this is true: async ensemblers, sync ones
+        # sent to the thread pool, and any in a process of its own (`isolate`).
         self.is_async = ensembler.is_async or self._pool is not None
+        self._process: EnsemblerProcess | None = None
         self._endpoints = endpoints(self.readiness, self.metrics)
 
     @classmethod
@@ -103,6 +105,11 @@ class Core:
             sync_threads=settings.sync_threads,
             access_log=settings.access_log,
         )
+
+    def isolate(self, process: EnsemblerProcess) -> None:
+        """Answer ``POST /ensemble`` through `process` (``--isolate``) from now on."""
+        self._process = process
+        self.is_async = True
 
     def drain(self) -> None:
         """A shutdown began: readiness goes false; requests in flight still finish."""
@@ -198,7 +205,9 @@ class Core:
 
     async def handle_async(self, body: bytes, raw_headers: RawHeaders) -> Answer:
         """Answer one request with an ``async def ensemble`` (awaited on the running loop),
-        or with a sync one in the thread pool."""
+        with a sync one in the thread pool, or through the ensembler's own process."""
+        if self._process is not None:
+            return await self._handle_isolated(self._process, body, raw_headers)
         started = self._enter()
         headers = headers_from_raw(raw_headers)
         ensemble_seconds = None
@@ -218,6 +227,24 @@ class Core:
             self._abandon()
             raise
         return self._leave(answer, started, ensemble_seconds, len(body), headers)
+
+    async def _handle_isolated(
+        self, process: EnsemblerProcess, body: bytes, raw_headers: RawHeaders
+    ) -> Answer:
+        # The ensembler process parses, calls and serializes (and logs the ensembler's
+        # errors); here only what the worker owns: the deadline, metrics, access log.
+        started = self._enter()
+        headers = headers_from_raw(raw_headers)
+        ensemble_seconds = None
+        try:
+            status, answer, ensemble_seconds = await process.ask(body, raw_headers, self.deadline)
+            result = status, answer
+        except Exception as exc:
+            result = self.fail(exc, headers)
+        except BaseException:
+            self._abandon()
+            raise
+        return self._leave(result, started, ensemble_seconds, len(body), headers)
 
     async def _await_call(self, request: Any, headers: Headers, started: float) -> Any:
         if self._pool is not None:

@@ -13,6 +13,7 @@
     ├── EnsembleFailed (500 ensemble_error)        the ensembler raised
     │   └── EnsembleRowFailed                        ... for one row of a batch (names it)
     ├── SerializationFailed (500 serialization_error)  its answer is not JSON-able
+    ├── EnsemblerCrashed (500 ensembler_crashed)   its process died answering (--isolate)
     ├── Overloaded (503 overloaded)
     ├── DeadlineExceeded (504 deadline_exceeded)
     ├── LoadError (model_load_error)               the model could not be loaded
@@ -106,6 +107,10 @@ class EnsembleRowFailed(EnsembleFailed):
 
 class SerializationFailed(EnsemblerError):
     type = "serialization_error"
+
+
+class EnsemblerCrashed(EnsemblerError):
+    type = "ensembler_crashed"
 
 
 class Overloaded(EnsemblerError):

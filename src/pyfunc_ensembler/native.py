@@ -29,14 +29,14 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     """Serve on the bound `sock` until SIGTERM/SIGINT, then drain and return."""
-    loop = _new_event_loop()
+    loop = new_event_loop()
     try:
         loop.run_until_complete(_serve(sock, core, settings))
     finally:
         loop.close()
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # no uvloop on Windows: asyncio's own loop works, slower

@@ -67,6 +67,17 @@ class Settings:
     sync_threads: int = _field(
         0, "Run a sync ensemble() in a pool of this many threads (0: inline on the loop)."
     )
+    isolate: bool = _field(
+        False,
+        "Run the ensembler in a process of its own per worker: if it dies (os._exit, "
+        "SIGSEGV, SIGKILL) its request gets 500 and a new one starts; a sync one past "
+        "--request-timeout is killed. Costs one local socket hop per request.",
+    )
+    max_ensembler_rss: int = _field(
+        0,
+        "With --isolate: replace the ensembler's process after an answer once its peak "
+        "resident memory (MiB, the model's shared pages included) passes this (0: never).",
+    )
     metrics_port: int = _field(0, "Also serve /metrics on this port (0: the main port only).")
     tracing: str = _field(
         "off",
@@ -74,6 +85,12 @@ class Settings:
         "needs the 'tracing' extra) or 'console' (stderr).",
         choices=("off", "console", "otlp"),
     )
+
+    def __post_init__(self) -> None:
+        if self.isolate and self.sync_threads:
+            raise ValueError("--sync-threads and --isolate exclude each other")
+        if self.max_ensembler_rss and not self.isolate:
+            raise ValueError("--max-ensembler-rss needs --isolate")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

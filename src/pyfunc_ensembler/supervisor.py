@@ -75,12 +75,13 @@ class Supervisor:
         return 1 if self.forced else 0
 
     def _spawn(self, index: int) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(index)
+            self._child(index, supervisor)
         self.children[pid] = (time.monotonic(), index)
 
-    def _child(self, index: int) -> None:
+    def _child(self, index: int, supervisor: int) -> None:
         code = 1
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -88,7 +89,7 @@ class Supervisor:
             # Out of the terminal's process group: a Ctrl-C reaches the supervisor
             # alone, which passes one SIGTERM on; two signals would force an exit.
             os.setpgid(0, 0)
-            _die_with_parent()
+            die_with_parent(signal.SIGTERM, supervisor)
             self.serve(self.sock, index)
             code = 0
         except BaseException:
@@ -123,16 +124,17 @@ class Supervisor:
                 os.kill(pid, signum)
 
 
-def _die_with_parent() -> None:
-    """Have the kernel send SIGTERM to this worker if the supervisor dies (Linux only).
+def die_with_parent(signum: int, parent: int) -> None:
+    """Have the kernel send `signum` to this forked process if `parent` (the pid that
+    forked it) dies (Linux only).
 
     Without it a SIGKILLed supervisor leaves its workers serving, orphaned, on the port.
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() == 1:  # the supervisor died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signum)
 
 
 def describe_exit(status: int) -> str:

@@ -1,0 +1,411 @@
+"""``--isolate``: the ensembler runs in a process of its own, so that its death is an answer.
+
+Without it the ensembler runs in the worker, and an ensembler that ends its process
+(``os._exit``, SIGSEGV, SIGKILL, the OOM killer) takes its client's connection with it.
+With it each worker, before it serves, forks a *zygote*: a copy of itself holding the
+loaded model, which only ever forks ensembler processes on the worker's demand::
+
+    worker (HTTP, limits, deadline, metrics) ──socket pair── ensembler process (Core.handle)
+        └── control socket ── zygote ── fork ───────────────────────┘
+
+The worker sends each request's body and headers to its ensembler process and answers
+from what comes back. When that process dies, the worker answers the requests it held
+500 ``ensembler_crashed`` (saying how it died) and starts the next one from the zygote:
+a fork of a process that never served nor started a thread, so it starts clean, at once,
+sharing the model's pages. A sync ensembler gets one request at a time, so a crash costs
+that request alone, and one still running at ``--request-timeout`` is killed instead of
+holding the requests behind it. With ``--max-ensembler-rss`` a process whose peak memory
+passed the limit is retired after its answer, and a new one takes the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import socket
+import struct
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, cast
+
+from pyfunc_ensembler.core import Core, RawHeaders
+from pyfunc_ensembler.errors import DeadlineExceeded, EnsemblerCrashed
+from pyfunc_ensembler.native import new_event_loop
+from pyfunc_ensembler.supervisor import describe_exit, die_with_parent
+
+if TYPE_CHECKING:
+    from pyfunc_ensembler.loader import Ensembler
+    from pyfunc_ensembler.settings import Settings
+
+logger = logging.getLogger("pyfunc_ensembler.isolation")
+
+# Worker -> ensembler process: request id, headers length, headers + body length; then
+# the headers, then the body. Every frame's head ends with the length of what follows.
+REQUEST = struct.Struct("<III")
+# Ensembler process -> worker: request id, status, flags, seconds spent, answer length.
+ANSWER = struct.Struct("<IHBdI")
+RETIRE = 1  # flag: this process passed --max-ensembler-rss; send it nothing more
+
+# Worker -> zygote: an operation and a pid. SOCK_SEQPACKET keeps each message whole.
+COMMAND = struct.Struct("<ci")
+SPAWN, REAP = b"s", b"r"
+NUMBER = struct.Struct("<i")
+
+Answered = tuple[int, bytes, float]
+"""status, answer bytes, seconds the ensembler process spent on it"""
+
+
+class Zygote:
+    """The worker's handle on its zygote; `start` forks it, so call it before any thread."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self._control = control
+
+    @classmethod
+    def start(cls, ensembler: Ensembler, settings: Settings, listening: socket.socket) -> Zygote:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        worker = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            # Not held open here: a draining worker's closed port must refuse at once.
+            listening.close()
+            ours.close()
+            _run_zygote(theirs, worker, ensembler, settings)
+        theirs.close()
+        return cls(ours)
+
+    def spawn(self) -> tuple[int, socket.socket]:
+        """A new ensembler process: its pid and the worker's end of its socket."""
+        self._control.sendall(COMMAND.pack(SPAWN, 0))
+        message, fds, _, _ = socket.recv_fds(self._control, NUMBER.size, 1)
+        if not fds:
+            raise ConnectionError("the zygote is gone")
+        return NUMBER.unpack(message)[0], socket.socket(fileno=fds[0])
+
+    def reap(self, pid: int) -> int:
+        """Make sure ensembler process `pid` is gone; its wait status."""
+        self._control.sendall(COMMAND.pack(REAP, pid))
+        message = self._control.recv(NUMBER.size)
+        if not message:
+            raise ConnectionError("the zygote is gone")
+        return int(NUMBER.unpack(message)[0])
+
+
+def _run_zygote(
+    control: socket.socket, worker: int, ensembler: Ensembler, settings: Settings
+) -> None:
+    code = 1
+    try:
+        _detach(worker)
+        zygote = os.getpid()
+        while command := control.recv(COMMAND.size):
+            operation, pid = COMMAND.unpack(command)
+            if operation == SPAWN:
+                pid, sock = _fork_ensembler(control, zygote, ensembler, settings)
+                socket.send_fds(control, [NUMBER.pack(pid)], [sock.fileno()])
+                sock.close()
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                control.sendall(NUMBER.pack(os.waitpid(pid, 0)[1]))
+        code = 0  # the worker closed its end: it is gone
+    except BaseException:
+        logger.exception("ensembler zygote %d failed", os.getpid())
+    finally:
+        os._exit(code)
+
+
+def _detach(parent: int) -> None:
+    """Zygote and ensembler processes leave signals to the worker and end with it: it
+    drains on SIGTERM while they answer what it still waits for, then closes their
+    sockets, which ends them; the kernel kills them if it dies first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, parent)
+
+
+def _fork_ensembler(
+    control: socket.socket, zygote: int, ensembler: Ensembler, settings: Settings
+) -> tuple[int, socket.socket]:
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        control.close()
+        ours.close()
+        _run_ensembler(theirs, zygote, ensembler, settings)
+    theirs.close()
+    return pid, ours
+
+
+def _run_ensembler(
+    sock: socket.socket, zygote: int, ensembler: Ensembler, settings: Settings
+) -> None:
+    code = 1
+    try:
+        _detach(zygote)
+        core = Core(ensembler, debug=settings.debug)
+        loop = new_event_loop()
+        loop.run_until_complete(_answer(sock, core, settings.max_ensembler_rss << 10))
+        code = 0
+    except BaseException:
+        logger.exception("ensembler process %d failed", os.getpid())
+    finally:
+        os._exit(code)
+
+
+async def _answer(sock: socket.socket, core: Core, max_rss_kib: int) -> None:
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+    await loop.create_unix_connection(lambda: _Answering(core, max_rss_kib, closed), sock=sock)
+    await closed
+
+
+class _Reader:
+    """Splits a byte stream into frames of a fixed head and a length-given rest."""
+
+    def __init__(self, head: struct.Struct) -> None:
+        self._head = head
+        self._buffer = bytearray()
+
+    def frames(self, data: bytes) -> list[tuple[tuple[int, ...], bytes]]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        head, offset = self._head, 0
+        while len(buffer) - offset >= head.size:
+            fields = head.unpack_from(buffer, offset)
+            start = offset + head.size
+            end = start + fields[-1]
+            if len(buffer) < end:
+                break
+            frames.append((fields, bytes(buffer[start:end])))
+            offset = end
+        del buffer[:offset]
+        return frames
+
+
+class _Answering(asyncio.Protocol):
+    """The ensembler process's side: answer each request frame with the core."""
+
+    def __init__(self, core: Core, max_rss_kib: int, closed: asyncio.Future[None]) -> None:
+        self.core = core
+        self.max_rss_kib = max_rss_kib
+        self.closed = closed
+        self.reader = _Reader(REQUEST)
+        self.transport: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        for (request_id, headers_length, _), frame in self.reader.frames(data):
+            body, headers = frame[headers_length:], _split_headers(frame[:headers_length])
+            if self.core.is_async:
+                _keep(self.tasks, self._answer_async(request_id, body, headers))
+            else:
+                started = _now()
+                status, answer = self.core.handle(body, headers)
+                self._send(request_id, status, answer, _now() - started)
+
+    async def _answer_async(
+        self, request_id: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        started = _now()
+        status, answer = await self.core.handle_async(body, headers)
+        self._send(request_id, status, answer, _now() - started)
+
+    def _send(self, request_id: int, status: int, answer: bytes, seconds: float) -> None:
+        assert self.transport is not None
+        flags = RETIRE if self.max_rss_kib and _peak_rss_kib() > self.max_rss_kib else 0
+        self.transport.writelines(
+            (ANSWER.pack(request_id, status, flags, seconds, len(answer)), answer)
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set_result(None)
+
+
+def _keep(tasks: set[asyncio.Task[None]], coroutine: Coroutine[Any, Any, None]) -> None:
+    # The loop holds tasks weakly: keep each until it is done, or it may vanish midway.
+    task = asyncio.ensure_future(coroutine)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _join_headers(raw_headers: RawHeaders) -> bytes:
+    # Header names hold no ':' and values no CR/LF (both parsers refuse them).
+    return b"\r\n".join(name + b":" + value for name, value in raw_headers)
+
+
+def _split_headers(blob: bytes) -> list[tuple[bytes, bytes]]:
+    if not blob:
+        return []
+    return [
+        (name, value) for name, _, value in (line.partition(b":") for line in blob.split(b"\r\n"))
+    ]
+
+
+class _Link(asyncio.Protocol):
+    """The worker's connection to one ensembler process."""
+
+    def __init__(self, pid: int, owner: EnsemblerProcess) -> None:
+        self.pid = pid
+        self.owner = owner
+        self.pending: dict[int, asyncio.Future[Answered]] = {}
+        self.reader = _Reader(ANSWER)
+        self.transport: asyncio.Transport | None = None
+        self.retiring = False
+        self.killed = False
+        self.gone = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def send(
+        self, request_id: int, body: bytes, raw_headers: RawHeaders
+    ) -> asyncio.Future[Answered]:
+        assert self.transport is not None
+        headers = _join_headers(raw_headers)
+        head = REQUEST.pack(request_id, len(headers), len(headers) + len(body))
+        self.transport.writelines((head, headers, body))
+        future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        return future
+
+    def data_received(self, data: bytes) -> None:
+        for (request_id, status, flags, seconds, _), answer in self.reader.frames(data):
+            future = self.pending.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result((status, answer, seconds))
+            if flags & RETIRE and not self.retiring:
+                self.retiring = True
+                self.owner.replace(self)
+        if self.retiring and not self.pending:
+            self.close()
+
+    def kill(self) -> None:
+        """Stop a process stuck past the deadline; its death then ends this link."""
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        self.owner.lost(self)
+
+
+class EnsemblerProcess:
+    """The worker's side: sends each request to the current ensembler process and
+    replaces that process when it dies or retires."""
+
+    def __init__(self, zygote: Zygote, *, one_at_a_time: bool) -> None:
+        self._zygote = zygote
+        # Zygote calls block (briefly): a thread of their own keeps them off the loop,
+        # and one thread keeps the control socket's questions and answers in order.
+        self._calls = ThreadPoolExecutor(1, thread_name_prefix="zygote")
+        self._turn = asyncio.Lock() if one_at_a_time else None
+        self._link: _Link | None = None
+        self._starting: asyncio.Future[_Link] | None = None
+        self._last_id = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def start(
+        cls, ensembler: Ensembler, settings: Settings, listening: socket.socket
+    ) -> EnsemblerProcess:
+        """Fork the zygote: in a worker, before it starts any thread."""
+        zygote = Zygote.start(ensembler, settings, listening)
+        return cls(zygote, one_at_a_time=not ensembler.is_async)
+
+    async def ask(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
+        """The answer to one request; `EnsemblerCrashed` if the process died meanwhile."""
+        if self._turn is None:
+            return await self._ask(body, raw_headers, timeout)
+        async with self._turn:
+            return await self._ask(body, raw_headers, timeout)
+
+    async def _ask(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
+        link = await self._current()
+        if link.gone:  # it died between its start and this request's turn
+            raise EnsemblerCrashed("the ensembler's process ended before this request reached it")
+        self._last_id = request_id = (self._last_id + 1) & 0xFFFFFFFF
+        answer = link.send(request_id, body, raw_headers)
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except asyncio.TimeoutError:
+            link.pending.pop(request_id, None)
+            if self._turn is not None:
+                # A sync ensembler past the deadline: stuck, with others waiting.
+                link.kill()
+                self.replace(link)
+            raise DeadlineExceeded(f"no answer within {timeout} s") from None
+
+    async def _current(self) -> _Link:
+        if self._link is not None:
+            return self._link
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._starting)
+
+    async def _start(self) -> _Link:
+        loop = asyncio.get_running_loop()
+        try:
+            pid, sock = await loop.run_in_executor(self._calls, self._zygote.spawn)
+            _, link = await loop.create_unix_connection(lambda: _Link(pid, self), sock=sock)
+        except OSError as exc:
+            # Without a zygote this worker cannot answer again: stop it (gracefully), so
+            # that the supervisor starts a whole new one.
+            logger.error("cannot start an ensembler process (%s): stopping this worker", exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise EnsemblerCrashed(f"cannot start an ensembler process: {exc}") from None
+        finally:
+            self._starting = None
+        self._link = link
+        return link
+
+    def replace(self, link: _Link) -> None:
+        """New requests go to a new process, not `link`'s (retired or being killed)."""
+        if self._link is link:
+            self._link = None
+
+    def lost(self, link: _Link) -> None:
+        if self._link is link:
+            self._link = None
+        _keep(self._tasks, self._bury(link))
+
+    async def _bury(self, link: _Link) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            status = await loop.run_in_executor(self._calls, self._zygote.reap, link.pid)
+            how = describe_exit(status)
+        except OSError:
+            how = "ended"
+        if link.retiring and not link.pending:
+            logger.info("ensembler process %d retired past --max-ensembler-rss", link.pid)
+            return
+        if link.killed and not link.pending:
+            logger.warning("ensembler process %d killed past the deadline", link.pid)
+            return
+        logger.error("ensembler process %d %s; the next request starts a new one", link.pid, how)
+        crashed = EnsemblerCrashed(f"the ensembler's process {how} while answering")
+        for answer in link.pending.values():
+            if not answer.done():
+                answer.set_exception(crashed)
+        link.pending.clear()
