@@ -12,9 +12,10 @@ The worker sends each request's body and headers to its ensembler process and an
 from what comes back. When that process dies, the worker answers the requests it held
 500 ``ensembler_crashed`` (saying how it died) and starts the next one from the zygote:
 a fork of a process that never served nor started a thread, so it starts clean, at once,
-sharing the model's pages. A sync ensembler gets one request at a time, so a crash costs
-that request alone, and one still running at ``--request-timeout`` is killed instead of
-holding the requests behind it. With ``--max-ensembler-rss`` a process whose peak memory
+sharing the model's pages. A sync ensembler answers its requests in order, so a crash
+costs the request it was working on alone (those queued behind it go to the next
+process), and one still running at ``--request-timeout`` is killed instead of holding the
+requests behind it. With ``--max-ensembler-rss`` a process whose peak memory
 passed the limit is retired after its answer, and a new one takes the next request.
 """
 
@@ -258,12 +259,22 @@ def _split_headers(blob: bytes) -> list[tuple[bytes, bytes]]:
     ]
 
 
-class _Link(asyncio.Protocol):
-    """The worker's connection to one ensembler process."""
+class _NotStarted(Exception):
+    """The process died before it began this request: it may go to the next one."""
 
-    def __init__(self, pid: int, owner: EnsemblerProcess) -> None:
+
+class _Link(asyncio.Protocol):
+    """The worker's connection to one ensembler process.
+
+    `pending` keeps the requests sent, oldest first, until their answers come back, even
+    those given up on (their futures are done), so that a sync process, which answers in
+    order, is known to be working on the oldest one and not to have begun the others.
+    """
+
+    def __init__(self, pid: int, owner: EnsemblerProcess, *, in_order: bool) -> None:
         self.pid = pid
         self.owner = owner
+        self.in_order = in_order
         self.pending: dict[int, asyncio.Future[Answered]] = {}
         self.reader = _Reader(ANSWER)
         self.transport: asyncio.Transport | None = None
@@ -296,6 +307,10 @@ class _Link(asyncio.Protocol):
         if self.retiring and not self.pending:
             self.close()
 
+    def working_on(self, request_id: int) -> bool:
+        """Whether this (sync) process is busy with `request_id` now."""
+        return self.in_order and next(iter(self.pending), None) == request_id
+
     def kill(self) -> None:
         """Stop a process stuck past the deadline; its death then ends this link."""
         self.killed = True
@@ -310,17 +325,39 @@ class _Link(asyncio.Protocol):
         self.gone = True
         self.owner.lost(self)
 
+    def fail(self, crashed: EnsemblerCrashed) -> int:
+        """The process is gone: fail what it had begun, send the rest on; how many failed."""
+        pending = list(self.pending.values())
+        self.pending.clear()
+        begun = pending[:1] if self.in_order else pending
+        for future in pending[len(begun) :]:
+            if not future.done():
+                future.set_exception(_NotStarted())
+        failed = [future for future in begun if not future.done()]
+        for future in failed:
+            future.set_exception(crashed)
+        return len(failed)
+
+
+# Times one request may be sent on after processes died before beginning it.
+_MAX_SENDS = 8
+
 
 class EnsemblerProcess:
     """The worker's side: sends each request to the current ensembler process and
-    replaces that process when it dies or retires."""
+    replaces that process when it dies or retires.
 
-    def __init__(self, zygote: Zygote, *, one_at_a_time: bool) -> None:
+    Requests go to the process as they come, without waiting for earlier answers; a
+    sync process answers them one after another. When it dies, the request it was
+    working on gets the 500 and those queued behind it go to the next process.
+    """
+
+    def __init__(self, zygote: Zygote, *, in_order: bool) -> None:
         self._zygote = zygote
+        self._in_order = in_order
         # Zygote calls block (briefly): a thread of their own keeps them off the loop,
         # and one thread keeps the control socket's questions and answers in order.
         self._calls = ThreadPoolExecutor(1, thread_name_prefix="zygote")
-        self._turn = asyncio.Lock() if one_at_a_time else None
         self._link: _Link | None = None
         self._starting: asyncio.Future[_Link] | None = None
         self._last_id = 0
@@ -332,30 +369,38 @@ class EnsemblerProcess:
     ) -> EnsemblerProcess:
         """Fork the zygote: in a worker, before it starts any thread."""
         zygote = Zygote.start(ensembler, settings, listening)
-        return cls(zygote, one_at_a_time=not ensembler.is_async)
+        return cls(zygote, in_order=not ensembler.is_async)
 
     async def ask(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
-        """The answer to one request; `EnsemblerCrashed` if the process died meanwhile."""
-        if self._turn is None:
-            return await self._ask(body, raw_headers, timeout)
-        async with self._turn:
-            return await self._ask(body, raw_headers, timeout)
+        """The answer to one request; `EnsemblerCrashed` if the process died on it."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        for _ in range(_MAX_SENDS):
+            link = await self._current()
+            if link.gone:  # it died between its start and this request's turn
+                continue
+            remaining = None if deadline is None else deadline - loop.time()
+            try:
+                return await self._send(link, body, raw_headers, remaining)
+            except _NotStarted:
+                continue
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"no answer within {timeout} s") from None
+        raise EnsemblerCrashed("the ensembler's processes kept ending before this request began")
 
-    async def _ask(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
-        link = await self._current()
-        if link.gone:  # it died between its start and this request's turn
-            raise EnsemblerCrashed("the ensembler's process ended before this request reached it")
+    async def _send(
+        self, link: _Link, body: bytes, raw_headers: RawHeaders, timeout: float | None
+    ) -> Answered:
         self._last_id = request_id = (self._last_id + 1) & 0xFFFFFFFF
         answer = link.send(request_id, body, raw_headers)
         try:
             return await asyncio.wait_for(answer, timeout)
         except asyncio.TimeoutError:
-            link.pending.pop(request_id, None)
-            if self._turn is not None:
-                # A sync ensembler past the deadline: stuck, with others waiting.
+            if link.working_on(request_id):
+                # A sync call past the deadline: stuck, and others queue behind it.
                 link.kill()
                 self.replace(link)
-            raise DeadlineExceeded(f"no answer within {timeout} s") from None
+            raise
 
     async def _current(self) -> _Link:
         if self._link is not None:
@@ -368,7 +413,9 @@ class EnsemblerProcess:
         loop = asyncio.get_running_loop()
         try:
             pid, sock = await loop.run_in_executor(self._calls, self._zygote.spawn)
-            _, link = await loop.create_unix_connection(lambda: _Link(pid, self), sock=sock)
+            _, link = await loop.create_unix_connection(
+                lambda: _Link(pid, self, in_order=self._in_order), sock=sock
+            )
         except OSError as exc:
             # Without a zygote this worker cannot answer again: stop it (gracefully), so
             # that the supervisor starts a whole new one.
@@ -386,8 +433,7 @@ class EnsemblerProcess:
             self._link = None
 
     def lost(self, link: _Link) -> None:
-        if self._link is link:
-            self._link = None
+        self.replace(link)
         _keep(self._tasks, self._bury(link))
 
     async def _bury(self, link: _Link) -> None:
@@ -397,15 +443,12 @@ class EnsemblerProcess:
             how = describe_exit(status)
         except OSError:
             how = "ended"
-        if link.retiring and not link.pending:
-            logger.info("ensembler process %d retired past --max-ensembler-rss", link.pid)
-            return
-        if link.killed and not link.pending:
+        failed = link.fail(EnsemblerCrashed(f"the ensembler's process {how} while answering"))
+        if link.killed:
             logger.warning("ensembler process %d killed past the deadline", link.pid)
-            return
-        logger.error("ensembler process %d %s; the next request starts a new one", link.pid, how)
-        crashed = EnsemblerCrashed(f"the ensembler's process {how} while answering")
-        for answer in link.pending.values():
-            if not answer.done():
-                answer.set_exception(crashed)
-        link.pending.clear()
+        elif link.retiring and not failed:
+            logger.info("ensembler process %d retired past --max-ensembler-rss", link.pid)
+        else:
+            logger.error(
+                "ensembler process %d %s; the next request starts a new one", link.pid, how
+            )
