@@ -35,7 +35,7 @@ def write(results: dict[str, Any], doc: Path, plot: Path) -> None:
 def render(results: dict[str, Any], plot: str | None) -> str:
     meta = results["meta"]
     parts = [BEGIN, _intro(meta), _targets(results)]
-    parts.append(_throughput(results.get("load", []), results.get("debug", [])))
+    parts.append(_throughput(results.get("load", []), results.get("variants", [])))
     if plot:
         parts.append(
             "### Latency against throughput\n\n5 KB bodies, 1 worker on 1 core; each point is "
@@ -110,7 +110,8 @@ def _intro(meta: dict[str, Any]) -> str:
         f"- Versions: {versions}\n"
         "- Same ensemble logic everywhere (`bench/logic.py`), saved with Turing's SDK for "
         "Turing's server and with ours for ours; Turing runs at `LOG_LEVEL=WARNING` (its "
-        "best) unless marked `turing-debug` (its DEBUG default)\n"
+        "best) unless marked `turing-debug` (its DEBUG default); `native-isolate` is ours with "
+        "`--isolate` (the ensembler in a process of its own, on the same core)\n"
         "- Reading it: on a busy machine trust *CPU µs/req* (the server's CPU time per answered "
         "request, from `/proc`; 10⁶ ÷ it is what one free core could serve) over req/s and "
         "tail latencies, which other processes inflate. PSS splits shared library pages among "
@@ -231,11 +232,11 @@ def _extra_worker_share(memory: list[dict[str, Any]], server: str) -> float | No
     return (by_workers[n] - by_workers[1]) / (n - 1) / by_workers[1]
 
 
-def _throughput(rows: list[dict[str, Any]], debug: list[dict[str, Any]]) -> str:
+def _throughput(rows: list[dict[str, Any]], variants: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     table = []
-    groups = _group(rows + debug, "payload", "connections", "server")
+    groups = _group(rows + variants, "payload", "connections", "server")
     medians = {key: _median(r["rps"] for r in group) for key, group in groups.items()}
     for (payload, connections, server), group in groups.items():
         rps = [r["rps"] for r in group]

@@ -181,11 +181,17 @@ class Bench:
                 rows.append({"server": running.server.name, "connections": connections, **result})
         return rows
 
-    def turing_debug(self) -> None:
-        """Turing at its DEBUG default: one short run per case, 5 KB bodies only."""
-        if not self.reference:
-            return
-        server = servers.turing(debug=True)
+    def variants(self) -> None:
+        """One short run per connection count, 5 KB bodies only, of the variants worth a
+        row but not the whole matrix: Turing at its DEBUG default, ours with --isolate."""
+        cases = [servers.turing(debug=True)] if self.reference else []
+        cases.append(servers.ours(self.default_front_end, "--isolate"))
+        rows = []
+        for server in cases:
+            rows += self.short_runs(server)
+        self.results["variants"] = rows
+
+    def short_runs(self, server: Server) -> list[dict[str, Any]]:
         running = self.start(server, self.model(server, "trivial"))
         rows = []
         try:
@@ -193,19 +199,12 @@ class Bench:
             for connections in ints(self.args.connections):
                 self.wrk(running, body(SIZES["5KB"]), connections, self.args.warmup)
                 result = self.wrk(running, body(SIZES["5KB"]), connections, duration)
-                rows.append(
-                    {
-                        "server": server.name,
-                        "payload": "5KB",
-                        "connections": connections,
-                        "run": 0,
-                        **result,
-                    }
-                )
+                row = {"server": server.name, "payload": "5KB", "connections": connections}
+                rows.append({**row, "run": 0, **result})
         finally:
             running.stop()
-            running.log.unlink(missing_ok=True)  # megabytes of request logs
-        self.results["debug"] = rows
+            running.log.unlink(missing_ok=True)  # megabytes of request logs (Turing's DEBUG)
+        return rows
 
     def startup(self) -> None:
         """Time from process start to first 200, and the memory of the idle server then."""
@@ -402,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = [
         bench.inprocess,
         bench.throughput,
-        bench.turing_debug,
+        bench.variants,
         bench.startup,
         bench.memory,
         bench.imports,

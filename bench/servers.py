@@ -48,8 +48,12 @@ def turing(debug: bool = False) -> Server:
     return Server("turing", turing=True, flags=("-l", "WARNING"))
 
 
+# How a flag shows in a server's name: `native-mlflow`, `native-isolate`.
+SUFFIXES = {"--force-mlflow": "-mlflow", "--isolate": "-isolate"}
+
+
 def ours(front_end: str, *flags: str) -> Server:
-    suffix = "-mlflow" if "--force-mlflow" in flags else ""
+    suffix = "".join(SUFFIXES.get(flag, "") for flag in flags)
     return Server(f"{front_end}{suffix}", front_end=front_end, flags=flags)
 
 

@@ -118,7 +118,9 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     servers = {"turing", *results["meta"]["front_ends"]}
     assert {r["server"] for r in results["load"]} == servers
     assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in results["load"])
-    assert {r["server"] for r in results["debug"]} == {"turing-debug"}
+    variants = results["variants"]
+    assert {r["server"] for r in variants} == {"turing-debug", "native-isolate"}
+    assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in variants)
     assert {r["workers"] for r in results["memory"] if r["server"] != "turing"} == {1, 2}
     assert all(r["seconds"] > 0 and r["pss"] > 0 for r in results["startup"])
     assert set(results["inprocess"]) == set(payloads.SIZES)
