@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
+from pyfunc_ensembler import http11
 from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.http11 import Connection, Limits, ServerState
 from pyfunc_ensembler.loader import load
@@ -112,3 +114,62 @@ def test_a_keepalive_timeout_of_zero_closes_after_each_answer(
     assert statuses(transport.written) == [200]
     assert b"\r\nConnection: close\r\n" in transport.written
     assert transport.closing
+
+
+KEEP_ALIVE = Limits(
+    max_body_size=64 * 1024, max_header_size=1024, receive_timeout=0, keepalive_timeout=75
+)
+REQUEST = b"POST /ensemble HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(VALID), VALID)
+
+
+def open_connections(core: Core, count: int) -> list[tuple[Connection, Transport]]:
+    state = ServerState(core, KEEP_ALIVE)
+    opened = []
+    for _ in range(count):
+        connection, transport = Connection(state), Transport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        opened.append((connection, transport))
+    return opened
+
+
+def test_answers_of_one_loop_pass_are_written_together_at_its_end(core: Core) -> None:
+    """With other connections open, a fast request's keep-alive answer is held until the
+    event loop's pass ends, so that the answers of the pass are written in a row; each is
+    still one write, and pipelined answers keep their order."""
+
+    async def scenario() -> None:
+        (a, written_a), (b, written_b) = open_connections(core, 2)
+        a.data_received(REQUEST + REQUEST)
+        b.data_received(REQUEST)
+        assert written_a.written == written_b.written == b""
+        await asyncio.sleep(0)  # the pass ends
+        # Two answers back to back (`statuses` reads one status line per line).
+        assert written_a.written.count(b"HTTP/1.1 200 OK\r\n") == 2
+        assert statuses(written_b.written) == [200]
+
+    asyncio.run(scenario())
+
+
+def test_a_held_answer_goes_out_before_its_connection_half_closes(core: Core) -> None:
+    async def scenario() -> None:
+        (a, written), _ = open_connections(core, 2)
+        a.data_received(REQUEST)
+        a.eof_received()
+        assert statuses(written.written) == [200]
+
+    asyncio.run(scenario())
+
+
+def test_answers_are_not_held_with_one_connection_or_after_a_slow_request(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        [(alone, written)] = open_connections(core, 1)
+        alone.data_received(REQUEST)
+        assert statuses(written.written) == [200]
+        monkeypatch.setattr(http11, "FLUSH_AFTER", 0.0)  # every request counts as slow
+        (a, written_a), _ = open_connections(core, 2)
+        a.data_received(REQUEST)
+        assert statuses(written_a.written) == [200]
+
+    asyncio.run(scenario())

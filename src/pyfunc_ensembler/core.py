@@ -79,6 +79,8 @@ class Core:
         self.deadline = request_timeout if request_timeout > 0 else None
         self.access_log = access_log
         self.in_flight = 0
+        self.last_seconds = 0.0
+        """How long the last ``POST /ensemble`` took to answer (front ends adapt to it)."""
         self._burst = 0
         self._senders: set[int] = set()  # ids of the connections counted in this burst
         self._pool = (
@@ -279,7 +281,7 @@ class Core:
         request_bytes: int,
         headers: Headers,
     ) -> Answer:
-        seconds = perf_counter() - started
+        seconds = self.last_seconds = perf_counter() - started
         if self.deadline is not None and seconds > self.deadline and answer[0] != 504:
             # A sync ensembler cannot be interrupted; its late answer is useless to a
             # router that has already given up, so say what happened instead.
