@@ -116,6 +116,8 @@ class AsyncWait(PyFunc):
         self, input, predictions, treatment_config, enricher_response=None, **kwargs
     ):  # type: ignore[no-untyped-def,override]
         await asyncio.sleep(float(input.get("seconds", 0.02)) if isinstance(input, dict) else 0.02)
+        if isinstance(input, dict) and input.get("exit"):
+            os._exit(3)  # the isolation tests: a crash with other requests in flight
         return "ok"
 
 

@@ -166,6 +166,21 @@ def test_an_async_ensembler_answers_concurrent_requests(isolated: Callable[..., 
     assert outcomes == [(200, "ok")] * 40
 
 
+def test_an_async_ensembler_that_crashes_fails_what_it_had_in_flight(
+    isolated: Callable[..., Server],
+) -> None:
+    """An async process works on its requests at once, so its crash answers all of them
+    500; the next request goes to a new process."""
+    server = isolated(model="async_wait")
+    with ThreadPoolExecutor(4) as pool:
+        waiting = [pool.submit(server.post_json, body({"seconds": 2})) for _ in range(3)]
+        time.sleep(0.5)  # not a threshold: lets the three reach the ensembler process
+        crash = pool.submit(server.post_json, body({"seconds": 0, "exit": True}))
+        outcomes = [f.result() for f in [*waiting, crash]]
+    assert [(s, a["error"]["type"]) for s, a in outcomes] == [(500, "ensembler_crashed")] * 4
+    assert server.post_json(body({"seconds": 0})) == (200, "ok")
+
+
 def test_answers_match_in_process_ones(
     isolated: Callable[..., Server], fixtures_dir: Path, test_models: dict[str, Path]
 ) -> None:
