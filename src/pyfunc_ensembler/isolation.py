@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
 import signal
 import socket
 import struct
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
@@ -68,16 +69,11 @@ class Zygote:
 
     @classmethod
     def start(cls, ensembler: Ensembler, settings: Settings, listening: socket.socket) -> Zygote:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        worker = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            # Not held open here: a draining worker's closed port must refuse at once.
-            listening.close()
-            ours.close()
-            _run_zygote(theirs, worker, ensembler, settings)
-        theirs.close()
-        return cls(ours)
+        # The listening socket is not held open in it: a draining worker's closed port
+        # must refuse connections at once.
+        run = functools.partial(_run_zygote, ensembler=ensembler, settings=settings)
+        _, control = _fork("ensembler zygote", run, listening, socket.SOCK_SEQPACKET)
+        return cls(control)
 
     def spawn(self) -> tuple[int, socket.socket]:
         """A new ensembler process: its pid and the worker's end of its socket."""
@@ -96,28 +92,31 @@ class Zygote:
         return int(NUMBER.unpack(message)[0])
 
 
-def _run_zygote(
-    control: socket.socket, worker: int, ensembler: Ensembler, settings: Settings
-) -> None:
-    code = 1
-    try:
-        _detach(worker)
-        zygote = os.getpid()
-        while command := control.recv(COMMAND.size):
-            operation, pid = COMMAND.unpack(command)
-            if operation == SPAWN:
-                pid, sock = _fork_ensembler(control, zygote, ensembler, settings)
-                socket.send_fds(control, [NUMBER.pack(pid)], [sock.fileno()])
-                sock.close()
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                control.sendall(NUMBER.pack(os.waitpid(pid, 0)[1]))
-        code = 0  # the worker closed its end: it is gone
-    except BaseException:
-        logger.exception("ensembler zygote %d failed", os.getpid())
-    finally:
-        os._exit(code)
+def _fork(
+    what: str,
+    run: Callable[[socket.socket], None],
+    inherited: socket.socket,
+    kind: int = socket.SOCK_STREAM,
+) -> tuple[int, socket.socket]:
+    """Fork a process that runs `run` on its end of a new socket pair, then exits (status
+    0 once `run` returns); `inherited` is closed there. Its pid, and our end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            inherited.close()
+            ours.close()
+            _detach(parent)
+            run(theirs)
+            code = 0
+        except BaseException:
+            logger.exception("%s %d failed", what, os.getpid())
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, ours
 
 
 def _detach(parent: int) -> None:
@@ -129,33 +128,25 @@ def _detach(parent: int) -> None:
     die_with_parent(signal.SIGKILL, parent)
 
 
-def _fork_ensembler(
-    control: socket.socket, zygote: int, ensembler: Ensembler, settings: Settings
-) -> tuple[int, socket.socket]:
-    ours, theirs = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        control.close()
-        ours.close()
-        _run_ensembler(theirs, zygote, ensembler, settings)
-    theirs.close()
-    return pid, ours
+def _run_zygote(control: socket.socket, ensembler: Ensembler, settings: Settings) -> None:
+    """Fork ensembler processes, and reap them, as the worker asks, until it goes."""
+    run = functools.partial(_run_ensembler, ensembler=ensembler, settings=settings)
+    while command := control.recv(COMMAND.size):
+        operation, pid = COMMAND.unpack(command)
+        if operation == SPAWN:
+            pid, sock = _fork("ensembler process", run, control)
+            socket.send_fds(control, [NUMBER.pack(pid)], [sock.fileno()])
+            sock.close()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            control.sendall(NUMBER.pack(os.waitpid(pid, 0)[1]))
 
 
-def _run_ensembler(
-    sock: socket.socket, zygote: int, ensembler: Ensembler, settings: Settings
-) -> None:
-    code = 1
-    try:
-        _detach(zygote)
-        core = Core(ensembler, debug=settings.debug)
-        loop = new_event_loop()
-        loop.run_until_complete(_answer(sock, core, settings.max_ensembler_rss << 10))
-        code = 0
-    except BaseException:
-        logger.exception("ensembler process %d failed", os.getpid())
-    finally:
-        os._exit(code)
+def _run_ensembler(sock: socket.socket, ensembler: Ensembler, settings: Settings) -> None:
+    core = Core(ensembler, debug=settings.debug)
+    loop = new_event_loop()
+    loop.run_until_complete(_answer(sock, core, settings.max_ensembler_rss << 10))
 
 
 async def _answer(sock: socket.socket, core: Core, max_rss_kib: int) -> None:
