@@ -272,6 +272,7 @@ class _Link(asyncio.Protocol):
         self.retiring = False
         self.killed = False
         self.gone = False
+        self.outgoing: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -282,7 +283,9 @@ class _Link(asyncio.Protocol):
         assert self.transport is not None
         headers = _join_headers(raw_headers)
         head = REQUEST.pack(request_id, len(headers), len(headers) + len(body))
-        self.transport.writelines((head, headers, body))
+        if not self.outgoing:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outgoing += (head, headers, body)
         future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
         return future
@@ -297,6 +300,13 @@ class _Link(asyncio.Protocol):
                 self.owner.replace(self)
         if self.retiring and not self.pending:
             self.close()
+
+    def flush(self) -> None:
+        # Requests go out together at the end of the event loop's pass, as answers do
+        # in `http11.ServerState.send`: one wake-up of the process for all of them.
+        outgoing, self.outgoing = self.outgoing, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(outgoing)
 
     def working_on(self, request_id: int) -> bool:
         """Whether this (sync) process is busy with `request_id` now."""
