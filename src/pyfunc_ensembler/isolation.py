@@ -32,6 +32,7 @@ import socket
 import struct
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from pyfunc_ensembler.core import Core, RawHeaders
@@ -200,16 +201,16 @@ class _Answering(asyncio.Protocol):
             if self.core.is_async:
                 _keep(self.tasks, self._answer_async(request_id, body, headers))
             else:
-                started = _now()
+                started = perf_counter()
                 status, answer = self.core.handle(body, headers)
-                self._send(request_id, status, answer, _now() - started)
+                self._send(request_id, status, answer, perf_counter() - started)
 
     async def _answer_async(
         self, request_id: int, body: bytes, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        started = _now()
+        started = perf_counter()
         status, answer = await self.core.handle_async(body, headers)
-        self._send(request_id, status, answer, _now() - started)
+        self._send(request_id, status, answer, perf_counter() - started)
 
     def _send(self, request_id: int, status: int, answer: bytes, seconds: float) -> None:
         assert self.transport is not None
@@ -227,10 +228,6 @@ def _keep(tasks: set[asyncio.Task[None]], coroutine: Coroutine[Any, Any, None]) 
     task = asyncio.ensure_future(coroutine)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def _peak_rss_kib() -> int:

@@ -210,6 +210,19 @@ def test_errors_and_tracebacks_cross_unchanged(
     assert (status, answer["error"]["type"]) == (400, "invalid_request")
 
 
+def test_the_ensemble_time_metric_counts_the_call_in_the_other_process(
+    isolated: Callable[..., Server],
+) -> None:
+    server = isolated()
+    assert server.post_json(hazard("block", seconds=0.05)) == (200, "ok")
+    _, _, text = server.request("GET", "/metrics")
+    lines = text.decode().splitlines()
+    total = next(
+        line for line in lines if line.startswith("ensembler_ensemble_duration_seconds_sum")
+    )
+    assert float(total.split()[-1]) >= 0.05
+
+
 def test_a_killed_worker_takes_its_ensembler_processes_with_it(
     isolated: Callable[..., Server],
 ) -> None:
