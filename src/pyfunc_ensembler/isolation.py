@@ -169,14 +169,17 @@ class _Reader:
         buffer += data
         frames = []
         head, offset = self._head, 0
-        while len(buffer) - offset >= head.size:
-            fields = head.unpack_from(buffer, offset)
-            start = offset + head.size
-            end = start + fields[-1]
-            if len(buffer) < end:
-                break
-            frames.append((fields, bytes(buffer[start:end])))
-            offset = end
+        # A view, so that each frame's rest is copied once (a bytearray slice would copy
+        # it a second time); released before the buffer drops what was read.
+        with memoryview(buffer) as view:
+            while len(buffer) - offset >= head.size:
+                fields = head.unpack_from(buffer, offset)
+                start = offset + head.size
+                end = start + fields[-1]
+                if len(buffer) < end:
+                    break
+                frames.append((fields, view[start:end].tobytes()))
+                offset = end
         del buffer[:offset]
         return frames
 
