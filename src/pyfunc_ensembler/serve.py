@@ -9,7 +9,6 @@ import socket
 
 from pyfunc_ensembler import logging as ensembler_logging
 from pyfunc_ensembler.core import Core, describe
-from pyfunc_ensembler.isolation import EnsemblerProcess
 from pyfunc_ensembler.loader import load
 from pyfunc_ensembler.metrics import Metrics, model_info, serve_metrics
 from pyfunc_ensembler.settings import Settings
@@ -43,7 +42,10 @@ def serve(settings: Settings) -> int:
     def run(listening: socket.socket, worker: int = 0) -> None:
         metrics.use_slot(worker)
         if settings.isolate:
-            # Forks the zygote: before any thread of this worker's (tracing's exporter).
+            # Imported only when asked for, as tracing is. Forks the zygote: before any
+            # thread of this worker's (tracing's exporter).
+            from pyfunc_ensembler.isolation import EnsemblerProcess
+
             core.isolate(EnsemblerProcess.start(ensembler, settings, listening))
         if settings.tracing != "off":
             # In the worker: the exporter's threads would not survive the fork.
