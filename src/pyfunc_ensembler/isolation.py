@@ -280,7 +280,6 @@ class _Link(asyncio.Protocol):
     def send(
         self, request_id: int, body: bytes, raw_headers: RawHeaders
     ) -> asyncio.Future[Answered]:
-        assert self.transport is not None
         headers = _join_headers(raw_headers)
         head = REQUEST.pack(request_id, len(headers), len(headers) + len(body))
         if not self.outgoing:
