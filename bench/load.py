@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -53,7 +54,11 @@ def run(
         if cpus is not None:
             argv = ["taskset", "-c", cpus, *argv]
         done = subprocess.run(
-            argv, capture_output=True, text=True, env={"BENCH_BODY": file.name}, check=True
+            argv,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENCH_BODY": file.name},
+            check=True,
         )
     line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON "))
     result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
