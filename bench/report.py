@@ -25,7 +25,8 @@ def write(results: dict[str, Any], doc: Path, plot: Path) -> None:
     old = doc.read_text() if doc.exists() else "# Benchmarks\n\n"
     if BEGIN in old and END in old:
         head, rest = old.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+        # One blank line after the block, however many the last write left.
+        text = head + block + "\n" + rest.split(END, 1)[1].lstrip("\n")
     else:  # first time: after the title, before whatever else the file holds
         title, _, rest = old.partition("\n")
         text = f"{title}\n\n{block}\n{rest.lstrip()}"
@@ -215,12 +216,12 @@ def _targets(results: dict[str, Any]) -> str:
             "lower",
             "×",
         )
-    scaling = (results.get("scaling") or {}).get("rows", [])
+    scaling = [r for r in (results.get("scaling") or {}).get("rows", []) if r["server"] == fast]
     if len(scaling) > 1:
         one = _median(scaling[0]["rps_runs"])
         worst = min(_median(r["rps_runs"]) / (one * r["workers"]) for r in scaling[1:])
-        add("N workers on N cores ≥ 0.85·N × one worker", worst, 0.85, "higher", "")
-    return "### Targets\n\n" + _table(["target", "measured", "met"], rows)
+        add(f"{fast}: N workers on N cores ≥ 0.85·N × one worker", worst, 0.85, "higher", "")
+    return "### Targets\n\n" + _table(["target", "measured", "met"], rows) if rows else ""
 
 
 def _extra_worker_share(memory: list[dict[str, Any]], server: str) -> float | None:
@@ -403,23 +404,50 @@ def _scaling(scaling: dict[str, Any] | None) -> str:
             "2·N cores for N workers (N on the server, N for wrk).\n"
         )
     rows = scaling["rows"]
-    if len(rows) < 2:
+    if max((r["workers"] for r in rows), default=1) < 2:
         return (
             f"### Worker scaling\n\nThis machine has {scaling['cores']} cores: too few for a "
             "meaningful sweep (N workers need N cores plus N for the load generator).\n"
         )
-    one = _median(rows[0]["rps_runs"])
-    table = [
-        [
-            str(r["workers"]),
-            _spread(r["rps_runs"]),
-            f"{_median(r['rps_runs']) / one:.2f}×",
-            f"{_median(r['rps_runs']) / one / r['workers']:.2f}",
+    table = []
+    for (server,), group in _group(rows, "server").items():
+        one = _median(group[0]["rps_runs"])
+        table += [
+            [
+                server,
+                str(r["workers"]),
+                _spread(r["rps_runs"]),
+                f"{_median(r['rps_runs']) / one:.2f}×",
+                f"{_median(r['rps_runs']) / one / r['workers']:.2f}",
+                _busy(r.get("busy_runs", [])),
+            ]
+            for r in group
         ]
-        for r in rows
-    ]
-    return "### Worker scaling (5 KB, 32 connections per worker)\n\n" + _table(
-        ["workers", "req/s", "vs 1 worker", "efficiency"], table
+    headers = ["server", "workers", "req/s", "vs 1 worker", "efficiency", "worker CPU"]
+    return (
+        "### Worker scaling (5 KB, 32 connections per worker)\n\n"
+        + _provenance(scaling)
+        + _table(headers, table)
+        + "\n*worker CPU*: the least and the most busy worker's share of a core over a run "
+        "(lowest and highest of the runs); below 1 a worker waited for work.\n"
+    )
+
+
+def _busy(runs: list[list[float]]) -> str:
+    if not runs:
+        return "–"
+    return f"{min(low for low, _ in runs):.2f}–{max(high for _, high in runs):.2f}"
+
+
+def _provenance(scaling: dict[str, Any]) -> str:
+    """Where the sweep ran, when that was not this report's run (``--only scaling``)."""
+    machine = scaling.get("machine")
+    if machine is None:
+        return ""
+    return (
+        f"Measured on {machine['cpu']} ({machine['cores']} cores, kernel {machine['kernel']}), "
+        f"Python {scaling['versions']['python']}, {scaling['date']}, with `{scaling['command']}`: "
+        "N workers pinned to cores 0..N−1, wrk with N threads on the next N cores.\n\n"
     )
 
 

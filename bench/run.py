@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--workers", default="1,4", help="worker counts for the memory runs")
     add("--inprocess-seconds", type=float, default=2, help="time per in-process measurement")
     add("--scaling", action="store_true", help="also sweep 1,2,4,8 workers on free cores")
+    add("--only", help=f"run only these steps, comma-separated, among {', '.join(STEPS)}")
     add("--smoke", action="store_true", help="every step, tiny durations (for the tests)")
     add("--out", type=Path, default=BENCH / "out", help="models, logs, results.json")
     add("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -57,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--report-only", action="store_true", help="rewrite the doc from results.json")
     add("--note", default="", help="a line put at the top of the report")
     args = parser.parse_args(argv)
+    unknown = set(args.only.split(",") if args.only else ()) - set(STEPS)
+    if unknown:
+        parser.error(f"--only: no step named {', '.join(sorted(unknown))}")
     if args.smoke:
         args.duration, args.runs, args.warmup = 1, 1, 0
         args.connections, args.curve_connections, args.curve_duration = "1,4", "1,4", 1
@@ -298,29 +303,54 @@ class Bench:
         self.results["inprocess"] = json.loads(done.stdout.strip().splitlines()[-1])
 
     def scaling(self) -> None:
-        """N workers on N cores, load on the rest: only where enough cores are free."""
-        cores, rows = self.cores, []
-        server = servers.ours(self.default_front_end)
-        for n in (1, 2, 4, 8):
-            if 2 * n > len(cores):  # the load generator needs as many cores to keep up
-                break
-            self.server_cpus = ",".join(map(str, cores[:n]))
-            load_cpus = ",".join(map(str, cores[n : 2 * n]))
-            running = self.start(server, self.models["ours"] / "trivial", workers=n)
-            try:
-                payload = body(SIZES["5KB"])
-                load.run(running.port, payload, 32 * n, self.args.warmup, load_cpus, threads=n)
-                runs = [
-                    load.run(
-                        running.port, payload, 32 * n, self.args.duration, load_cpus, threads=n
-                    )["rps"]
-                    for _ in range(self.args.runs)
+        """N workers on N cores, load on the rest: only where enough cores are free.
+
+        Its result says where and how it ran: it is the one step worth running alone
+        (``--only scaling``) on a bigger machine than the rest of the report's.
+        """
+        rows = [
+            {"server": front_end, "workers": n, **self.scaled(servers.ours(front_end), n)}
+            for front_end in self.front_ends
+            for n in (1, 2, 4, 8)
+            if 2 * n <= len(self.cores)  # the load generator needs as many cores to keep up
+        ]
+        self.server_cpus = str(self.cores[0]) if len(self.cores) > 1 else None
+        self.results["scaling"] = {
+            "cores": len(self.cores),
+            "rows": rows,
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "command": command(),
+            "machine": machine(),
+            "versions": versions(reference=False),
+        }
+
+    def scaled(self, server: Server, n: int) -> dict[str, list[float]]:
+        """`n` workers on the first `n` cores, wrk on the next `n`: requests/s per run,
+        and the least and most busy worker's share of a core in each."""
+        self.server_cpus = ",".join(map(str, self.cores[:n]))
+        load_cpus = ",".join(map(str, self.cores[n : 2 * n]))
+        running = self.start(server, self.models["ours"] / "trivial", workers=n)
+        payload = body(SIZES["5KB"])
+        rps, busy = [], []
+        try:
+            load.run(running.port, payload, 32 * n, self.args.warmup, load_cpus, threads=n)
+            workers = running.pids()[1:] if n > 1 else running.pids()
+            for _ in range(self.args.runs):
+                before = [procstats.cpu_seconds([pid]) for pid in workers]
+                result = load.run(
+                    running.port, payload, 32 * n, self.args.duration, load_cpus, threads=n
+                )
+                seconds = result["duration_us"] / 1e6
+                shares = [
+                    (procstats.cpu_seconds([pid]) - cpu) / seconds
+                    for pid, cpu in zip(workers, before, strict=True)
                 ]
-            finally:
-                running.stop()
-            rows.append({"workers": n, "rps_runs": runs})
-        self.server_cpus = str(cores[0]) if len(cores) > 1 else None
-        self.results["scaling"] = {"cores": len(cores), "rows": rows}
+                rps.append(result["rps"])
+                busy.append([min(shares), max(shares)])
+        finally:
+            running.stop()
+        self.progress({"server": server.name, "workers": n, "rps": statistics.median(rps)})
+        return {"rps_runs": rps, "busy_runs": busy}
 
     # -- bookkeeping ----------------------------------------------------------------
 
@@ -335,7 +365,7 @@ class Bench:
     def meta(self, started: float) -> dict[str, Any]:
         return {
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-            "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
+            "command": command(),
             "seconds": round(time.monotonic() - started),
             "machine": machine(),
             "versions": versions(self.reference),
@@ -347,6 +377,13 @@ class Bench:
 
 
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+# The measuring steps, in the order a full run takes them (scaling only with --scaling).
+STEPS = ("inprocess", "throughput", "variants", "startup", "memory", "imports", "scaling")
+
+
+def command() -> str:
+    return shlex.join(["python", "-m", "bench.run", *sys.argv[1:]])
 
 
 def machine() -> dict[str, Any]:
@@ -398,16 +435,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     bench = Bench(args)
     bench.prepare()
-    steps = [
-        bench.inprocess,
-        bench.throughput,
-        bench.variants,
-        bench.startup,
-        bench.memory,
-        bench.imports,
-    ]
-    if args.scaling:
-        steps.append(bench.scaling)
+    names = args.only.split(",") if args.only else [n for n in STEPS if n != "scaling"]
+    if args.scaling and "scaling" not in names:
+        names.append("scaling")
+    steps = [getattr(bench, name) for name in names]
     for step in steps:
         print(f"== {step.__name__}", flush=True)
         step()

@@ -69,6 +69,8 @@ def test_report_rewrites_only_its_own_block(tmp_path: Path) -> None:
     assert "| 5KB | 32 | native | 20,000 | 10.00× | 2.50× |" in text  # noqa: RUF001
     assert "| native req/s at 32 connections ≥ 10× Turing's (5 KB) | 10× | yes |" in text  # noqa: RUF001
     assert (tmp_path / "plot.png").stat().st_size > 0
+    report.write(_results(), doc, tmp_path / "plot.png")
+    assert doc.read_text() == text  # a rewrite changes nothing (no blank lines pile up)
 
 
 def test_report_goes_after_the_title_of_a_file_without_markers(tmp_path: Path) -> None:
@@ -78,6 +80,28 @@ def test_report_goes_after_the_title_of_a_file_without_markers(tmp_path: Path) -
     text = doc.read_text()
     assert text.index(report.BEGIN) < text.index("## Batch")
     assert text.endswith("kept\n")
+
+
+def test_report_shows_a_scaling_sweep_from_another_machine(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    results = _results()
+    machine = {"cpu": "big cpu", "cores": 16, "kernel": "6"}
+    runs = {("native", 1): 100, ("native", 2): 190, ("native", 4): 360, ("asgi", 1): 50}
+    rows = [
+        {"server": s, "workers": n, "rps_runs": [rps], "busy_runs": [[0.97, 1.0], [0.99, 1.01]]}
+        for (s, n), rps in runs.items()
+    ]
+    results["scaling"] = {
+        "cores": 16, "rows": rows, "date": "then", "command": "python -m bench.run --only scaling",
+        "machine": machine, "versions": {"python": "3.12"},
+    }  # fmt: skip
+    report.write(results, doc, tmp_path / "plot.png")
+    text = doc.read_text()
+    assert "Measured on big cpu (16 cores, kernel 6), Python 3.12, then" in text
+    assert "| native | 4 | 360 | 3.60× | 0.90 | 0.97–1.01 |" in text  # noqa: RUF001
+    assert "| asgi | 1 | 50 | 1.00× | 1.00 | 0.97–1.01 |" in text  # noqa: RUF001
+    # The target is judged on the native front end, by its worst N: 360 / (4 * 100).
+    assert "| native: N workers on N cores ≥ 0.85·N × one worker | 0.9 | yes |" in text  # noqa: RUF001
 
 
 def _results() -> dict[str, object]:
