@@ -13,6 +13,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pyfunc_ensembler import metrics
 from pyfunc_ensembler.contract import Headers
 from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.loader import Ensembler, ModelInfo
@@ -61,6 +62,12 @@ def test_slots_written_by_forked_workers_add_up() -> None:
     assert scraped[("ensembler_ensemble_duration_seconds_bucket", (("le", "0.0001"),))] == 8
     assert scraped[("ensembler_request_size_bytes_sum", ())] == 800
     assert scraped[("ensembler_workers", ())] == 2
+
+
+def test_workers_slots_share_no_cache_line() -> None:
+    # Both ends of a slot are written on every request (in-flight gauge, a histogram sum).
+    assert metrics.SLOT_SIZE * 8 % 128 == 0
+    assert metrics.HISTOGRAMS[-1].end <= metrics.SLOT_SIZE
 
 
 def test_a_replacement_worker_keeps_its_slots_counts_but_not_its_in_flight() -> None:
