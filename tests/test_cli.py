@@ -96,7 +96,15 @@ def test_settings_precedence() -> None:
 
 
 @pytest.mark.parametrize(
-    "env", [{"ENSEMBLER_PORT": "x"}, {"ENSEMBLER_DEBUG": "maybe"}, {"ENSEMBLER_LOG_LEVEL": "loud"}]
+    "env",
+    [
+        {"ENSEMBLER_PORT": "x"},
+        {"ENSEMBLER_DEBUG": "maybe"},
+        {"ENSEMBLER_LOG_LEVEL": "loud"},
+        {"ENSEMBLER_BUSY_POLL": "-1"},
+        {"ENSEMBLER_BUSY_POLL": "20000"},  # would hold the event loop 20 ms at a time
+        {"ENSEMBLER_BUSY_POLL": "100", "ENSEMBLER_SERVER": "asgi"},  # native only
+    ],
 )
 def test_bad_environment_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ValueError):

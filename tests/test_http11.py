@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,14 @@ LIMITS = Limits(
 class Transport:
     """What a connection writes, and whether it closed; enough of asyncio.Transport."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: socket.socket | None = None) -> None:
         self.written = b""
         self.closing = False
         self.eof = False
+        self.sock = sock
+
+    def get_extra_info(self, name: str) -> socket.socket | None:
+        return self.sock if name == "socket" else None
 
     def write(self, data: bytes) -> None:
         self.written += data
@@ -173,3 +179,43 @@ def test_answers_are_not_held_with_one_connection_or_after_a_slow_request(
         assert statuses(written_a.written) == [200]
 
     asyncio.run(scenario())
+
+
+def test_poll_readable_says_whether_something_arrived() -> None:
+    poller = select.poll()
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        poller.register(ours, select.POLLIN)
+        assert not http11.poll_readable(poller, 0.001)
+        theirs.send(b"next request")
+        assert http11.poll_readable(poller, 10.0)  # returns as soon as it is there
+
+
+def test_busy_polling_starts_once_all_received_requests_are_answered(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--busy-poll: with one connection, the poll comes after the pass's answers (two
+    pipelined here), never between them; with two connections open there is none, even
+    for an answer written at once (after a slow request)."""
+    polls: list[bytes] = []
+    monkeypatch.setattr(http11, "poll_readable", lambda *_: polls.append(written.written))
+    ours, theirs = socket.socketpair()
+
+    async def scenario() -> None:
+        state = ServerState(core, KEEP_ALIVE, busy_poll=0.001)
+        connection = Connection(state)
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(REQUEST + REQUEST)
+        await asyncio.sleep(0)
+        assert len(polls) == 1 and polls[0].count(b"HTTP/1.1 200 OK\r\n") == 2
+        other = Connection(state)
+        other.connection_made(Transport())  # type: ignore[arg-type]
+        monkeypatch.setattr(http11, "FLUSH_AFTER", 0.0)  # every request counts as slow
+        connection.data_received(REQUEST)
+        assert statuses(written.written[len(polls[0]) :]) == [200]  # written at once
+        await asyncio.sleep(0)
+        assert len(polls) == 1
+
+    with ours, theirs:
+        transport = written = Transport(ours)
+        asyncio.run(scenario())

@@ -532,3 +532,48 @@ def test_a_second_signal_exits_at_once(test_models: dict[str, Path]) -> None:
     assert code == 1
     assert "second SIGTERM" in log
     busy.close()
+
+
+# -- --busy-poll ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["faulty", "async"])
+def busy_polling(request: pytest.FixtureRequest, test_models: dict[str, Path]) -> Iterator[Server]:
+    # 5 ms of polling: far longer than a request takes here, so that a poll in the wrong
+    # place (before pipelined requests already received, before a new connection's
+    # accept) would hold up what these tests send.
+    model = str(test_models[request.param])
+    server = Server([model, "--server", "native", "--busy-poll", "5000"]).start()
+    yield server
+    server.stop()
+
+
+def test_busy_polling_answers_each_request_in_order(busy_polling: Server) -> None:
+    client = Client(busy_polling.port)
+    try:
+        one_by_one = []
+        for n in range(10):  # one at a time: each arrives while the worker polls
+            client.send(post(sum_body(n)))
+            one_by_one.append(client.response())
+        assert [a.status for a in one_by_one] == [200] * 10
+        client.send(b"".join(post(sum_body(n)) for n in range(10)))
+        pipelined = [client.response() for _ in range(10)]
+        assert [a.body for a in pipelined] == [a.body for a in one_by_one]
+    finally:
+        client.close()
+
+
+def test_busy_polling_lets_a_new_connection_in(busy_polling: Server) -> None:
+    first = Client(busy_polling.port)
+    try:
+        first.send(post(sum_body(1)))
+        assert first.response().status == 200
+        # The worker now polls for `first`'s next request; a newcomer is served.
+        second = Client(busy_polling.port)
+        second.send(post(sum_body(2)))
+        assert second.response().status == 200
+        second.close()
+        first.send(post(sum_body(3)))
+        assert first.response().status == 200
+    finally:
+        first.close()

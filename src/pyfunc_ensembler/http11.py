@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import select
 import time
 from collections import deque
 from email.utils import formatdate
@@ -87,6 +88,15 @@ class Limits:
         return max(self.keepalive_timeout, self.receive_timeout)
 
 
+def poll_readable(poller: select.poll, seconds: float) -> bool:
+    """Poll without sleeping for up to `seconds`: whether something became readable."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        if poller.poll(0):
+            return True
+    return False
+
+
 def date_header(now: float | None = None) -> bytes:
     return b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
 
@@ -98,7 +108,9 @@ class ServerState:
     enforces every connection's deadline, so a request costs no timer of its own.
     """
 
-    def __init__(self, core: Core, limits: Limits) -> None:
+    def __init__(
+        self, core: Core, limits: Limits, busy_poll: float = 0.0, listening: int = -1
+    ) -> None:
         self.core = core
         self.limits = limits
         self.connections: set[Connection] = set()
@@ -107,6 +119,12 @@ class ServerState:
         self._second = int(time.time())
         self._unsent: list[tuple[asyncio.Transport, bytes]] = []
         self._unsent_since = 0.0
+        self.busy_poll = busy_poll
+        """Seconds to poll for the next request after an answer (``--busy-poll``)."""
+        self._poller = select.poll()
+        if listening >= 0:  # a new connection ends the polling too
+            self._poller.register(listening, select.POLLIN)
+        self._poll_due = False
 
     def send(self, transport: asyncio.Transport, answer: bytes) -> None:
         """Write a keep-alive `answer`, held to the end of this pass of the event loop
@@ -127,11 +145,37 @@ class ServerState:
         if len(self.connections) < 2 or self.core.last_seconds > FLUSH_AFTER:
             self.flush()
             transport.write(answer)
+            if self.busy_poll and not self._poll_due:
+                # Once the loop has done what this pass gave it (pipelined requests
+                # already received included), just before it would go to sleep.
+                self._poll_due = True
+                asyncio.get_running_loop().call_soon(self._poll_for_next, transport)
             return
         if not unsent:
             self._unsent_since = now
             asyncio.get_running_loop().call_soon(self.flush)
         unsent.append((transport, answer))
+
+    def _poll_for_next(self, transport: asyncio.Transport) -> None:
+        """Wait for the next request by polling, not sleeping (``--busy-poll``).
+
+        Between a client's requests the worker sleeps in the kernel; being woken again
+        costs the next request ~40 µs in a virtual machine (a few µs on bare metal).
+        Polling keeps the worker awake for a little while instead, and the loop then
+        finds the request without sleeping. Only when nothing else can be waiting: one
+        connection open, nothing in flight or held; a new connection ends it at once.
+        """
+        self._poll_due = False
+        if len(self.connections) != 1 or self.core.in_flight or self._unsent:
+            return
+        if transport.is_closing():
+            return
+        fd = transport.get_extra_info("socket").fileno()
+        self._poller.register(fd, select.POLLIN)
+        try:
+            poll_readable(self._poller, self.busy_poll)
+        finally:
+            self._poller.unregister(fd)
 
     def flush(self) -> None:
         """Write the answers `send` holds, in order; before anything else is written or

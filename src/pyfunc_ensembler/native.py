@@ -55,7 +55,7 @@ def limits(settings: Settings) -> Limits:
 
 async def _serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
-    state = ServerState(core, limits(settings))
+    state = ServerState(core, limits(settings), settings.busy_poll / 1e6, sock.fileno())
     listener = await loop.create_server(lambda: Connection(state), sock=sock, backlog=BACKLOG)
     clock = _Clock(loop, state, _tick_seconds(state.limits))
     stop = asyncio.Event()

@@ -16,6 +16,8 @@ from typing import Any
 
 ENV_PREFIX = "ENSEMBLER_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# A poll blocks the worker's event loop (timers, signals) for as long: keep it short.
+MAX_BUSY_POLL = 10_000
 
 
 def _field(default: Any, help: str, **meta: Any) -> Any:
@@ -67,6 +69,13 @@ class Settings:
     sync_threads: int = _field(
         0, "Run a sync ensemble() in a pool of this many threads (0: inline on the loop)."
     )
+    busy_poll: int = _field(
+        0,
+        "Microseconds to poll for the next request after an answer instead of sleeping, "
+        "while one connection is open and nothing else is in flight (native; 0: sleep). "
+        "Spares the next request a wake-up (~40 µs in a VM) for up to a core of CPU "
+        "while requests come one at a time.",
+    )
     isolate: bool = _field(
         False,
         "Run the ensembler in a process of its own per worker: if it dies (os._exit, "
@@ -91,6 +100,10 @@ class Settings:
             raise ValueError("--sync-threads and --isolate exclude each other")
         if self.max_ensembler_rss and not self.isolate:
             raise ValueError("--max-ensembler-rss needs --isolate")
+        if not 0 <= self.busy_poll <= MAX_BUSY_POLL:
+            raise ValueError(f"--busy-poll: between 0 and {MAX_BUSY_POLL} microseconds")
+        if self.busy_poll and self.server != "native":
+            raise ValueError("--busy-poll needs the native front end")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
