@@ -128,6 +128,8 @@ class Bench:
 
     def load_servers(self) -> list[Server]:
         ours = [servers.ours(front_end) for front_end in self.front_ends]
+        if "native" in self.front_ends:  # a row of its own: it trades CPU for latency
+            ours.append(servers.ours("native", "--busy-poll", str(BUSY_POLL_US)))
         return ([servers.turing()] if self.reference else []) + ours
 
     # -- measurements ---------------------------------------------------------------
@@ -375,6 +377,9 @@ class Bench:
             "config": {k: str(v) for k, v in vars(self.args).items()},
         }
 
+
+# The --busy-poll of the `native-busypoll` rows: about a round trip over loopback here.
+BUSY_POLL_US = 100
 
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 

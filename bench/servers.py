@@ -49,7 +49,7 @@ def turing(debug: bool = False) -> Server:
 
 
 # How a flag shows in a server's name: `native-mlflow`, `native-isolate`.
-SUFFIXES = {"--force-mlflow": "-mlflow", "--isolate": "-isolate"}
+SUFFIXES = {"--force-mlflow": "-mlflow", "--isolate": "-isolate", "--busy-poll": "-busypoll"}
 
 
 def ours(front_end: str, *flags: str) -> Server:

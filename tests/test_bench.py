@@ -139,7 +139,7 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    servers = {"turing", *results["meta"]["front_ends"]}
+    servers = {"turing", "native-busypoll", *results["meta"]["front_ends"]}
     assert {r["server"] for r in results["load"]} == servers
     assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in results["load"])
     variants = results["variants"]
