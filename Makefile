@@ -40,7 +40,7 @@ unit: install
 
 test: lint typecheck unit
 
-# Turing's server against ours (about 20 minutes; docs/benchmarks.md). BENCH_ARGS adds
+# Turing's server against ours (about 17 minutes; docs/benchmarks.md). BENCH_ARGS adds
 # options, e.g. BENCH_ARGS="--runs 5 --scaling"; see `python -m bench.run --help`.
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
         description=__doc__.splitlines()[0],
-        epilog="example: python -m bench.run --runs 5 --duration 10   (about 25 minutes)",
+        epilog="example: python -m bench.run --runs 5 --duration 10   (about 28 minutes)",
     )
     add = parser.add_argument
     add("--duration", type=int, default=10, help="seconds per measured wrk run")
