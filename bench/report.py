@@ -173,9 +173,9 @@ def _targets(results: dict[str, Any]) -> str:
             "higher",
             "×",
         )
+    p99_turing = _median_of(load_rows, "p99_us", server="turing", payload="5KB", connections=1)
     for server in (fast, f"{fast}-busypoll"):
         p99 = _median_of(load_rows, "p99_us", server=server, payload="5KB", connections=1)
-        p99_turing = _median_of(load_rows, "p99_us", server="turing", payload="5KB", connections=1)
         if p99 and p99_turing:
             add(
                 f"{server} p99 at 1 connection ≤ ¼ of Turing's (5 KB)",

@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--report-only", action="store_true", help="rewrite the doc from results.json")
     add("--note", default="", help="a line put at the top of the report")
     args = parser.parse_args(argv)
-    unknown = set(args.only.split(",") if args.only else ()) - set(STEPS)
+    args.only = args.only.split(",") if args.only else None
+    unknown = set(args.only or ()) - set(STEPS)
     if unknown:
         parser.error(f"--only: no step named {', '.join(sorted(unknown))}")
     if args.smoke:
@@ -118,11 +119,18 @@ class Bench:
         return self.models["turing" if server.turing else "ours"] / variant
 
     def start(
-        self, server: Server, model: Path, workers: int = 1, python_flags: tuple[str, ...] = ()
+        self,
+        server: Server,
+        model: Path,
+        workers: int = 1,
+        python_flags: tuple[str, ...] = (),
+        cpus: str | None = None,
     ) -> Running:
+        """Start `server` on `cpus` (default: the server's core) and wait for its first 200."""
         port = servers.free_port()
         log = self.out / "logs" / f"{server.name}-{port}.log"
-        running = Running(server, model, port, self.server_cpus, log, workers, python_flags)
+        cpus = cpus or self.server_cpus
+        running = Running(server, model, port, cpus, log, workers, python_flags)
         running.wait_ready(body(SIZES["0.5KB"]))
         return running
 
@@ -316,7 +324,6 @@ class Bench:
             for n in (1, 2, 4, 8)
             if 2 * n <= len(self.cores)  # the load generator needs as many cores to keep up
         ]
-        self.server_cpus = str(self.cores[0]) if len(self.cores) > 1 else None
         self.results["scaling"] = {
             "cores": len(self.cores),
             "rows": rows,
@@ -329,9 +336,10 @@ class Bench:
     def scaled(self, server: Server, n: int) -> dict[str, list[float]]:
         """`n` workers on the first `n` cores, wrk on the next `n`: requests/s per run,
         and the least and most busy worker's share of a core in each."""
-        self.server_cpus = ",".join(map(str, self.cores[:n]))
+        server_cpus = ",".join(map(str, self.cores[:n]))
         load_cpus = ",".join(map(str, self.cores[n : 2 * n]))
-        running = self.start(server, self.models["ours"] / "trivial", workers=n)
+        model = self.models["ours"] / "trivial"
+        running = self.start(server, model, workers=n, cpus=server_cpus)
         payload = body(SIZES["5KB"])
         rps, busy = [], []
         try:
@@ -440,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     bench = Bench(args)
     bench.prepare()
-    names = args.only.split(",") if args.only else [n for n in STEPS if n != "scaling"]
+    names = args.only or [n for n in STEPS if n != "scaling"]
     if args.scaling and "scaling" not in names:
         names.append("scaling")
     steps = [getattr(bench, name) for name in names]
