@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXAMPLE := examples/model
 PORT ?= 8083
 
-.PHONY: install serve example test lint typecheck unit clean bench bench-smoke fuzz soak
+.PHONY: install serve example test lint typecheck unit clean bench bench-smoke fuzz soak fixtures
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ unit: install
 	$(PY) -m pytest
 
 test: lint typecheck unit
+
+# Remake the committed Turing fixtures (tests/fixtures/turing-sdk-0.16) with Turing's own SDK
+# and server from the reference venv; not in CI, which tests against the committed copy.
+fixtures:
+	bash bench/reference.sh
+	bench/.venv-ref/bin/python tests/fixtures/make_turing_sdk.py tests/fixtures/turing-sdk-0.16
 
 # Turing's server against ours (about 17 minutes; docs/benchmarks.md). BENCH_ARGS adds
 # options, e.g. BENCH_ARGS="--runs 5 --scaling"; see `python -m bench.run --help`.

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Made by tests/fixtures/make_turing_sdk.py (`make fixtures`) with Turing's own SDK and server.
 FIXTURES = Path(
-    os.environ.get("ENSEMBLER_FIXTURES", ROOT.parent / "shared" / "fixtures" / "turing-sdk-0.16")
+    os.environ.get("ENSEMBLER_FIXTURES", ROOT / "tests" / "fixtures" / "turing-sdk-0.16")
 )
 CLI = [sys.executable, "-m", "pyfunc_ensembler"]
 
