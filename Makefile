@@ -3,18 +3,27 @@
 #   make test    lint, type-check and run the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
+BQEMULATOR ?= .venv-bqemulator
 PY := $(VENV)/bin/python
 EXAMPLE := examples/model
 PORT ?= 8083
 
 .PHONY: install serve example test lint typecheck unit clean bench bench-smoke fuzz soak fixtures
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(BQEMULATOR)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,batch,spark,tracing]'
+	$(PY) -m pip install -q -e '.[dev,batch,bigquery,spark,tracing]'
+	touch $@
+
+# The BigQuery emulator of tests/batch, in its own venv: its pins (protobuf 6, duckdb)
+# differ from ours. duckdb-extension-spatial ships the extension it would download.
+$(BQEMULATOR)/.installed:
+	$(PYTHON) -m venv $(BQEMULATOR)
+	$(BQEMULATOR)/bin/python -m pip install -q bqemulator==1.4.0 duckdb==1.5.5 \
+		duckdb-extension-spatial==1.5.5 numpy
 	touch $@
 
 example: $(EXAMPLE)/MLmodel
@@ -75,4 +84,4 @@ soak: install
 	$(PY) -m bench.soak --soak $(SOAK_SECONDS) --out bench/out/soak.json
 
 clean:
-	rm -rf $(VENV) $(EXAMPLE) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQEMULATOR) $(EXAMPLE) .pytest_cache .mypy_cache .ruff_cache

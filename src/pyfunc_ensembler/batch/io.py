@@ -1,32 +1,33 @@
 """Datasets in, prediction sources joined on, result files out: the local engine's I/O, in Arrow.
 
-- A dataset is a file, a glob (``parts/*.parquet``), a directory of part files (files
-  starting with ``_`` or ``.``, like Spark's ``_SUCCESS``, are skipped) or a URI
-  pyarrow reads (``s3://…``, ``gs://…`` with their filesystems installed); Parquet,
-  CSV (with a header) or JSON lines. The source is streamed in record batches.
+- A dataset is a file, a glob (``parts/*.parquet``), or a directory of part files
+  (files starting with ``_`` or ``.``, like Spark's ``_SUCCESS``, are skipped), on
+  this machine or in ``gs://`` or ``s3://`` (`storage`); Parquet, CSV (with a header)
+  or JSON lines. The source is streamed in record batches.
 - Prediction sources are read whole (they hold only keys and predictions) and
   left-joined onto each source batch by key, keeping the source's row order; a key
   that appears twice in a prediction source is an error, as it would repeat rows.
 - A sink path with the format's extension (``out.parquet``) is one file; any other
-  path is a directory of ``part-*`` files, as Spark writes. Output is written to a
-  hidden temporary name first and moved into place only when the job succeeds.
+  path is a directory of ``part-*`` files, as Spark writes; local, ``gs://`` or
+  ``s3://``. Output is written to a hidden temporary name beside the sink first and
+  moved into place only when the job succeeds.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
-import os
-import shutil
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
+from pyfunc_ensembler.batch import storage
 from pyfunc_ensembler.batch.job import Dataset, PredictionSource, SaveMode, Sink, format_of
 from pyfunc_ensembler.errors import BatchError
 
@@ -36,21 +37,30 @@ _EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 def open_dataset(spec: Dataset) -> ds.Dataset:
     """The dataset `spec` names, ready to scan (nothing is read yet)."""
-    paths: str | list[str] = spec.path
-    if "://" not in spec.path and glob.has_magic(spec.path):
-        paths = sorted(glob.glob(spec.path, recursive=True))
+    fs, path = storage.locate(spec.path)
+    paths: str | list[str] = path
+    if glob.has_magic(path):
+        paths = _matching(fs, path)
         if not paths:
             raise BatchError(f"no file matches '{spec.path}'")
-    elif "://" not in spec.path and not os.path.exists(spec.path):
+    elif storage.kind(fs, path) is pafs.FileType.NotFound:
         raise BatchError(f"no such file or directory: '{spec.path}'")
     try:
-        dataset = ds.dataset(paths, format=_ARROW_FORMATS[spec.format])
+        dataset = ds.dataset(paths, format=_ARROW_FORMATS[spec.format], filesystem=fs)
     except (pa.ArrowException, OSError) as exc:
         raise BatchError(f"cannot read '{spec.path}' as {spec.format}: {exc}") from exc
     missing = [c for c in spec.columns or () if c not in dataset.schema.names]
     if missing:
         raise BatchError(_missing(missing, spec.path, dataset.schema.names))
     return dataset
+
+
+def _matching(fs: pafs.FileSystem, pattern: str) -> list[str]:
+    """The files a glob matches: the directory before its first wildcard, listed and filtered."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return sorted(glob.glob(pattern, recursive=True))
+    base = pattern[: min(pattern.find(c) for c in "*?[" if c in pattern)].rpartition("/")[0]
+    return [f for f in storage.files_under(fs, base) if fnmatch.fnmatch(f, pattern)]
 
 
 def _missing(columns: Sequence[str], where: str, names: Sequence[str]) -> str:
@@ -117,27 +127,23 @@ class Output:
     """Where a job writes, under its save mode; nothing is visible until `commit`."""
 
     def __init__(self, sink: Sink) -> None:
-        if "://" in sink.path and not sink.path.startswith("file://"):
-            raise BatchError(
-                f"the local engine writes local paths only, not '{sink.path}' (use --engine spark)"
-            )
         self.sink = sink
-        self.path = Path(sink.path.removeprefix("file://"))
+        self.fs, self.path = storage.locate(sink.path)
         self.single_file = format_of(sink.path) is not None
-        self.exists = self.path.exists() and (
-            self.path.is_file() or any(p for p in self.path.iterdir() if not p.name.startswith("."))
-        )
+        self.exists = storage.holds_data(self.fs, self.path)
         if self.exists and sink.save_mode is SaveMode.ERRORIFEXISTS:
             raise BatchError(
-                f"'{self.path}' exists: choose save_mode overwrite, append or ignore "
+                f"'{sink.path}' exists: choose save_mode overwrite, append or ignore "
                 f"(--save-mode), or another path"
             )
         if self.single_file and sink.save_mode is SaveMode.APPEND and self.exists:
             raise BatchError(
-                f"cannot append to the single file '{self.path}': give a directory path"
+                f"cannot append to the single file '{sink.path}': give a directory path"
             )
         self.skip = self.exists and sink.save_mode is SaveMode.IGNORE
-        self._staging = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        parent, _, name = self.path.rpartition("/")
+        self._parent = parent
+        self._staging = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         self._writer: _Writer | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -152,11 +158,12 @@ class Output:
 
     def _open(self, schema: pa.Schema) -> _Writer:
         if self.single_file:
-            self._staging.parent.mkdir(parents=True, exist_ok=True)
-            return _writer(self.sink.format, self._staging, schema)
-        self._staging.mkdir(parents=True)
+            self.fs.create_dir(self._parent, recursive=True)
+            return _writer(self.sink.format, self.fs.open_output_stream(self._staging), schema)
+        self.fs.create_dir(self._staging, recursive=True)
         name = f"part-00000-{uuid.uuid4().hex}{_EXTENSIONS[self.sink.format]}"
-        return _writer(self.sink.format, self._staging / name, schema)
+        stream = self.fs.open_output_stream(f"{self._staging}/{name}")
+        return _writer(self.sink.format, stream, schema)
 
     def commit(self, empty_schema: pa.Schema) -> None:
         """Close the file and move the output into place, replacing or adding as asked."""
@@ -164,26 +171,22 @@ class Output:
             self.write(pa.RecordBatch.from_pylist([], schema=empty_schema))
         assert self._writer is not None
         self._writer.close()
-        if self.sink.save_mode is SaveMode.APPEND and self.path.is_dir():
-            for part in self._staging.iterdir():
-                part.rename(self.path / part.name)
-            self._staging.rmdir()
+        self._writer = None
+        found = storage.kind(self.fs, self.path)
+        if self.sink.save_mode is SaveMode.APPEND and found is pafs.FileType.Directory:
+            for part in storage.files_under(self.fs, self._staging):
+                self.fs.move(part, self.path + part[len(self._staging) :])
+            storage.remove_tree(self.fs, self._staging)
             return
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
-        elif self.path.exists():
-            self.path.unlink()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging.rename(self.path)
+        storage.remove_tree(self.fs, self.path)
+        self.fs.create_dir(self._parent, recursive=True)
+        storage.move_tree(self.fs, self._staging, self.path)
 
     def abort(self) -> None:
         """Remove what was written: a failed job leaves the sink as it was."""
         if self._writer is not None:
             self._writer.close()
-        if self._staging.is_dir():
-            shutil.rmtree(self._staging)
-        elif self._staging.exists():
-            self._staging.unlink()
+        storage.remove_tree(self.fs, self._staging)
 
 
 class _Writer:
@@ -194,37 +197,40 @@ class _Writer:
         raise NotImplementedError
 
 
-def _writer(fmt: str, path: Path, schema: pa.Schema) -> _Writer:
+def _writer(fmt: str, stream: pa.NativeFile, schema: pa.Schema) -> _Writer:
     if fmt == "parquet":
-        return _ParquetWriter(path, schema)
+        return _ParquetWriter(stream, schema)
     if fmt == "csv":
-        return _CsvWriter(path, schema)
-    return _JsonLinesWriter(path)
+        return _CsvWriter(stream, schema)
+    return _JsonLinesWriter(stream)
 
 
 class _ParquetWriter(_Writer):
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, stream: pa.NativeFile, schema: pa.Schema) -> None:
         import pyarrow.parquet as pq
 
-        self._writer = pq.ParquetWriter(path, schema)
+        self._stream = stream
+        self._writer = pq.ParquetWriter(stream, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
 
     def close(self) -> None:
         self._writer.close()
+        self._stream.close()
 
 
 class _CsvWriter(_Writer):
     """CSV has no nested values: struct, list and map columns are written as JSON text."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, stream: pa.NativeFile, schema: pa.Schema) -> None:
         import pyarrow.csv as csv
 
+        self._stream = stream
         self._nested = [i for i, f in enumerate(schema) if pa.types.is_nested(f.type)]
         for i in self._nested:
             schema = schema.set(i, pa.field(schema.field(i).name, pa.string()))
-        self._writer = csv.CSVWriter(str(path), schema)
+        self._writer = csv.CSVWriter(stream, schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         for i in self._nested:
@@ -235,11 +241,12 @@ class _CsvWriter(_Writer):
 
     def close(self) -> None:
         self._writer.close()
+        self._stream.close()
 
 
 class _JsonLinesWriter(_Writer):
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
+    def __init__(self, stream: pa.NativeFile) -> None:
+        self._file = stream
 
     def write(self, batch: pa.RecordBatch) -> None:
         dumps = orjson.dumps

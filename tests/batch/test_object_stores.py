@@ -1,0 +1,107 @@
+"""gs:// and s3:// datasets and sinks, against real servers: gcp-storage-emulator and moto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pyfunc_ensembler.batch import run, short_job, storage
+from pyfunc_ensembler.errors import BatchError, EnsembleFailed
+from tests.batch.test_local import job
+
+
+def put(uri: str, data: bytes) -> None:
+    fs, path = storage.locate(uri)
+    with fs.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def read(uri: str) -> pa.Table:
+    fs, path = storage.locate(uri)
+    return ds.dataset(path, filesystem=fs).to_table()
+
+
+def listing(uri: str) -> list[str]:
+    fs, path = storage.locate(uri)
+    return [f[len(path) + 1 :] for f in storage.files_under(fs, path)]
+
+
+def test_read_join_and_write_in_a_bucket(bucket: str, pick_model: str, tmp_path: Path) -> None:
+    rows = [{"id": i, "route": "a"} for i in range(6)]
+    for part in range(2):  # a directory of part files, and Spark's marker beside them
+        put(f"{bucket}/src/part-{part}.parquet", parquet_bytes(pa.Table.from_pylist(rows[part::2])))
+    put(f"{bucket}/src/_SUCCESS", b"")
+    keys = (5, 1, 3, 9, 0, 2, 4)
+    lines = [orjson.dumps({"key": i, "data": i * 10, "is_default": False}) for i in keys]
+    put(f"{bucket}/preds/a-1.jsonl", b"\n".join(lines[:3]) + b"\n")
+    put(f"{bucket}/preds/a-2.jsonl", b"\n".join(lines[3:]) + b"\n")
+    put(f"{bucket}/preds/ignored.csv", b"key\n1\n")
+    spec = job(
+        {"dataset": {"path": f"{bucket}/src/"}, "join_on": ["id"]},
+        pick_model,
+        f"{bucket}/out",  # type: ignore[arg-type]
+        {"type": "LONG"},
+        predictions={
+            "a": {
+                "dataset": f"{bucket}/preds/*.jsonl",
+                "join_on": ["key"],
+                "columns": ["data", "is_default"],
+            }
+        },
+        sink={"columns": ["id", "result"]},
+    )
+    report = run(spec)
+    written = read(f"{bucket}/out")
+    assert report.rows == 6
+    # The part files in name order, each in its row order; the key 9 joins no row.
+    assert written.to_pydict() == {"id": [0, 2, 4, 1, 3, 5], "result": [0, 20, 40, 10, 30, 50]}
+    assert all(name.startswith("part-00000-") for name in listing(f"{bucket}/out"))
+    assert not [n for n in listing(bucket) if n.startswith(".")]  # no staging left
+
+
+def test_save_modes_and_a_failed_job_in_a_bucket(
+    bucket: str, pick_model: str, failing_model: str
+) -> None:
+    from tests.batch.tables import typed_table
+
+    put(f"{bucket}/in.parquet", parquet_bytes(typed_table("long")))
+    out = f"{bucket}/scores"
+
+    def go(mode: str, model: str = pick_model) -> object:
+        spec = short_job(model, f"{bucket}/in.parquet", out, result_type="LONG", save_mode=mode)
+        return run(spec)
+
+    go("errorifexists")
+    with pytest.raises(BatchError, match="exists"):
+        go("errorifexists")
+    go("append")
+    assert read(out).num_rows == 8 and len(listing(out)) == 2
+    before = listing(out)
+    put(f"{bucket}/ids.parquet", parquet_bytes(pa.table({"id": list(range(10))})))
+    with pytest.raises(EnsembleFailed, match="seven is unlucky"):
+        run(short_job(failing_model, f"{bucket}/ids.parquet", out, save_mode="overwrite"))
+    assert listing(out) == before  # the failed overwrite left the sink as it was
+    go("overwrite")
+    assert read(out).num_rows == 4 and len(listing(out)) == 1
+    single = f"{bucket}/one.parquet"
+    run(short_job(pick_model, f"{bucket}/in.parquet", single, result_type="LONG"))
+    assert read(single).column("result").to_pylist() == [2**40, -1, None, 0]
+    assert not [n for n in listing(bucket) if n.startswith(".")]
+
+
+def test_missing_objects_are_named(bucket: str, pick_model: str) -> None:
+    with pytest.raises(BatchError, match="no such file or directory"):
+        run(short_job(pick_model, f"{bucket}/absent.parquet", f"{bucket}/o"))
+    with pytest.raises(BatchError, match="no file matches"):
+        run(short_job(pick_model, f"{bucket}/absent/*.parquet", f"{bucket}/o"))
