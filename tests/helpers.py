@@ -102,5 +102,36 @@ def running(args: Sequence[str], env: dict[str, str] | None = None) -> Iterator[
         server.stop()
 
 
+def children(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (its workers, for a supervisor)."""
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as file:
+        return [int(p) for p in file.read().split()]
+
+
+def wait_for_children(pid: int, count: int, exclude: set[int], timeout: float = 30) -> list[int]:
+    """Wait until `pid` has `count` children outside `exclude`; their pids."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = [c for c in children(pid) if c not in exclude]
+        if len(new) == count:
+            return new
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} new workers, have {children(pid)}")
+
+
+def scrape(port: int, path: str = "/metrics") -> str:
+    """One real Prometheus scrape: GET /metrics, checked to be the text format."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("content-type", "").startswith("text/plain; version=0.0.4")
+        return response.read().decode()
+    finally:
+        conn.close()
+
+
 def run_cli(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
 import subprocess
@@ -16,21 +15,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import Server, free_port
+from tests.helpers import scrape as scrape_text
 
 VALID = {"request": {}, "response": {"route_responses": [{"route": "a", "data": 1}]}}
 SLOW = {"request": {"fault": "sleep", "seconds": 2}, "response": {"route_responses": []}}
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        response = conn.getresponse()
-        assert response.status == 200
-        assert response.getheader("content-type", "").startswith("text/plain")
-        text = response.read().decode()
-    finally:
-        conn.close()
+    text = scrape_text(port)
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

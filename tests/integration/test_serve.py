@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server, fixture_cases
+from tests.helpers import Server, children, fixture_cases, wait_for_children
 
 ROUTES = [
     {"route": "b", "data": 2, "is_default": False},
@@ -235,27 +235,11 @@ def test_chunked_body_over_the_limit_gets_413(
     assert server.post_json(VALID) == (200, "ok")
 
 
-def _children(pid: int) -> list[int]:
-    path = f"/proc/{pid}/task/{pid}/children"
-    with open(path) as file:
-        return [int(p) for p in file.read().split()]
-
-
-def _wait_for_children(pid: int, count: int, exclude: set[int], timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = [c for c in _children(pid) if c not in exclude]
-        if len(children) == count:
-            return children
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} new workers, have {_children(pid)}")
-
-
 def _wait_for_exit(pid: int, workers: set[int], timeout: float = 30) -> set[int]:
     """The workers of `workers` that have exited (and been reaped) by now."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        gone = workers - set(_children(pid))
+        gone = workers - set(children(pid))
         if gone:
             return gone
         time.sleep(0.02)
@@ -267,7 +251,7 @@ def test_a_dead_worker_is_replaced(test_models: dict[str, Path], front_end: str,
     server = Server([str(test_models["faulty"]), "--server", front_end, "--workers", "2"]).start()
     try:
         assert server.process is not None
-        before = _wait_for_children(server.process.pid, 2, set())
+        before = wait_for_children(server.process.pid, 2, set())
         if how == "sigkill":
             os.kill(before[0], signal.SIGKILL)
             dead = {before[0]}
@@ -278,9 +262,9 @@ def test_a_dead_worker_is_replaced(test_models: dict[str, Path], front_end: str,
             dead = _wait_for_exit(server.process.pid, set(before))
         # The other worker keeps answering meanwhile.
         assert server.post_json(VALID) == (200, "ok")
-        _wait_for_children(server.process.pid, 1, set(before))
-        assert len(_children(server.process.pid)) == 2
-        assert dead and not dead & set(_children(server.process.pid))
+        wait_for_children(server.process.pid, 1, set(before))
+        assert len(children(server.process.pid)) == 2
+        assert dead and not dead & set(children(server.process.pid))
         for _ in range(10):
             assert server.post_json(VALID) == (200, "ok")
     finally:
@@ -300,7 +284,7 @@ def _alive(pid: int) -> bool:
 def test_workers_die_with_a_killed_supervisor(test_models: dict[str, Path], front_end: str) -> None:
     server = Server([str(test_models["faulty"]), "--server", front_end, "--workers", "2"]).start()
     assert server.process is not None
-    workers = _wait_for_children(server.process.pid, 2, set())
+    workers = wait_for_children(server.process.pid, 2, set())
     server.process.kill()
     server.process.wait(10)
     deadline = time.monotonic() + 30
