@@ -17,16 +17,26 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-@pytest.fixture(scope="session")
-def example_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled example ensembler, saved with MLflow in a subprocess, as a user would."""
-    target = tmp_path_factory.mktemp("example") / "model"
+def _save_example(name: str, target: Path) -> Path:
+    """Save examples/`name` with its save.py, in a subprocess, as a user would."""
     subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "weighted" / "save.py"), str(target)],
+        [sys.executable, str(ROOT / "examples" / name / "save.py"), str(target)],
         check=True,
         capture_output=True,
     )
     return target
+
+
+@pytest.fixture(scope="session")
+def example_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled example ensembler (examples/weighted)."""
+    return _save_example("weighted", tmp_path_factory.mktemp("example") / "model")
+
+
+@pytest.fixture(scope="session")
+def instrumented_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example with its own metrics, logs and spans (examples/instrumented)."""
+    return _save_example("instrumented", tmp_path_factory.mktemp("instrumented") / "model")
 
 
 @pytest.fixture(scope="session")

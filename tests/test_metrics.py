@@ -6,11 +6,14 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
+import prometheus_client
 import pytest
+from prometheus_client import values as prometheus_values
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyfunc_ensembler import metrics
@@ -254,3 +257,130 @@ def test_a_burst_counts_each_sender_once() -> None:
         return [core.route("POST", "/ensemble", sender) is None for sender in senders]
 
     assert asyncio.run(burst()) == [True, True, True, True, True, False]
+
+
+@pytest.fixture
+def multiprocess(monkeypatch: pytest.MonkeyPatch) -> Iterator[metrics.TheirMetrics]:
+    """prometheus_client in multiprocess mode on a fresh directory, as `serve` sets it up
+    (this process imported prometheus_client before: its value class is set anew)."""
+    environ: dict[str, str] = {}
+    theirs = metrics.TheirMetrics.prepare(environ)
+    monkeypatch.setenv(metrics.MULTIPROCESS_DIR, environ[metrics.MULTIPROCESS_DIR])
+    monkeypatch.setattr(prometheus_values, "ValueClass", prometheus_values.MultiProcessValue())
+    yield theirs
+    theirs.close()
+    assert not os.path.exists(theirs.path)
+
+
+def _in_children(*work: Callable[[], None]) -> None:
+    """Run each of `work` in a forked process of its own (a worker), and reap them all."""
+    pids = []
+    for job in work:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                job()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        assert os.waitpid(pid, 0)[1] == 0
+
+
+def test_an_ensemblers_metrics_add_up_over_processes_after_ours(
+    multiprocess: metrics.TheirMetrics,
+) -> None:
+    # Made before the fork, as a model loaded once in the supervisor makes them.
+    fallbacks = prometheus_client.Counter("fallbacks", "Fell back.", ["reason"], registry=None)
+    score = prometheus_client.Histogram("score", "Scores.", buckets=(0.5, 1.0), registry=None)
+    routes = prometheus_client.Summary("routes", "Routes.", registry=None)
+    busy = prometheus_client.Gauge("busy", "Busy.", multiprocess_mode="livesum", registry=None)
+
+    def worker(value: float) -> Callable[[], None]:
+        def work() -> None:
+            fallbacks.labels("missing").inc()
+            score.observe(value)
+            routes.observe(3)
+            busy.set(1)
+
+        return work
+
+    _in_children(worker(0.2), worker(0.7))
+    ours = Metrics(workers=2, theirs=multiprocess)
+    ours.observe(200, 0.001, 0.0005, 10, 10)
+    text = ours.render().decode()
+    families = list(text_string_to_metric_families(text))
+    names = [family.name for family in families]
+    assert len(names) == len(set(names))  # one # TYPE per family
+    assert text.count("# TYPE ") == len(names)
+    scraped = samples(ours)
+    assert scraped[("ensembler_requests_total", (("code", "200"),))] == 1
+    assert scraped[("fallbacks_total", (("reason", "missing"),))] == 2
+    assert scraped[("score_bucket", (("le", "0.5"),))] == 1
+    assert scraped[("score_bucket", (("le", "+Inf"),))] == 2
+    assert scraped[("score_sum", ())] == pytest.approx(0.9)
+    assert scraped[("routes_count", ())] == 2 and scraped[("routes_sum", ())] == 6
+    # Both workers have exited: a live gauge forgets them.
+    assert scraped[("busy", ())] == 0
+
+
+def test_a_live_gauge_forgets_an_ended_process_and_a_counter_does_not(
+    multiprocess: metrics.TheirMetrics,
+) -> None:
+    answered = prometheus_client.Counter("answered", "Answered.", registry=None)
+    busy = prometheus_client.Gauge("busy", "Busy.", multiprocess_mode="livesum", registry=None)
+    answered.inc()
+    busy.set(2)  # this process is alive: it stays
+    ended, ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        answered.inc()
+        busy.set(5)
+        os.close(ready)  # tell the parent the values are written, and stay alive
+        os.read(ended, 1)
+        os._exit(0)
+    os.close(ready)
+    os.read(ended, 1)  # the child's values are written
+    assert samples(Metrics(theirs=multiprocess))[("busy", ())] == 7
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    multiprocess.process_ended(pid)
+    assert not any(str(pid) in name and "gauge" in name for name in os.listdir(multiprocess.path))
+    scraped = samples(Metrics(theirs=multiprocess))
+    assert scraped[("busy", ())] == 2
+    assert scraped[("answered_total", ())] == 2
+
+
+def test_an_ensemblers_metric_named_like_ours_is_left_out(
+    multiprocess: metrics.TheirMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    prometheus_client.Counter("ensembler_requests", "Clashes.", registry=None).inc()
+    prometheus_client.Gauge(
+        "ensembler_workers", "Clashes.", multiprocess_mode="max", registry=None
+    ).set(3)
+    prometheus_client.Counter("requests", "Does not.", registry=None).inc()
+    for _ in range(2):  # the warning comes once per name, not once per scrape
+        text = Metrics(theirs=multiprocess).render().decode()
+    families = [family.name for family in text_string_to_metric_families(text)]
+    assert families.count("ensembler_requests") == families.count("ensembler_workers") == 1
+    assert "requests" in families
+    assert "Clashes" not in text
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(left_out) == 2
+
+
+def test_no_ensembler_metric_no_lines(multiprocess: metrics.TheirMetrics) -> None:
+    assert multiprocess.render() == b""
+    assert Metrics(theirs=multiprocess).render() == Metrics().render()
+
+
+def test_a_users_multiprocess_dir_is_emptied_of_old_files_and_kept(tmp_path: Path) -> None:
+    (tmp_path / "counter_1.db").write_bytes(b"old run")
+    (tmp_path / "notes.txt").write_text("not ours")
+    for name in (metrics.MULTIPROCESS_DIR, metrics.MULTIPROCESS_DIR.lower()):
+        environ = {name: str(tmp_path)}
+        theirs = metrics.TheirMetrics.prepare(environ)
+        assert environ[metrics.MULTIPROCESS_DIR] == str(tmp_path)
+        assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+        theirs.close()
+        assert tmp_path.is_dir()

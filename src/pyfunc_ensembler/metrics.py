@@ -10,19 +10,33 @@ A slot is a flat array of doubles (integers are exact up to 2**53): the in-fligh
 gauge, one counter per HTTP status code, then four histograms, each its non-cumulative
 bucket counts followed by its sum. Recording a request is a handful of indexed adds,
 cheaper than ``prometheus_client``'s multiprocess mode, which writes a file per metric.
+
+An ensembler's own ``prometheus_client`` metrics are another matter: they are the
+author's, so they go through ``prometheus_client``'s multiprocess mode, set up here for
+the author (`TheirMetrics`): every process that updates one writes its own file in one
+directory, and a scrape merges the files after our lines. An ensembler that never
+imports ``prometheus_client`` writes no file, and its scrape costs one directory listing.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
+import os
 import platform
+import shutil
+import tempfile
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
     from pyfunc_ensembler.loader import ModelInfo
+
+logger = logging.getLogger("pyfunc_ensembler.metrics")
 
 # Sub-millisecond resolution: an ensembler answers a router that waits 10-100 ms.
 LATENCY_BUCKETS = (
@@ -103,8 +117,14 @@ HISTOGRAMS = (REQUEST_SECONDS, ENSEMBLE_SECONDS, REQUEST_BYTES, RESPONSE_BYTES)
 class Metrics:
     """The shared counters of all workers; `use_slot` picks this process's slot."""
 
-    def __init__(self, workers: int = 1, info: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        info: Mapping[str, str] | None = None,
+        theirs: TheirMetrics | None = None,
+    ) -> None:
         self.workers = max(1, workers)
+        self.theirs = theirs
         self._memory = mmap.mmap(-1, self.workers * SLOT_SIZE * 8)  # MAP_SHARED: survives fork
         self._all = memoryview(self._memory).cast("d")
         self._static = _static_lines(self.workers, info or {})
@@ -169,7 +189,129 @@ class Metrics:
         for histogram in HISTOGRAMS:
             lines.extend(histogram.render(total))
         lines.extend(self._static)
-        return ("\n".join(lines) + "\n").encode()
+        ours = ("\n".join(lines) + "\n").encode()
+        return ours if self.theirs is None else ours + self.theirs.render()
+
+
+# Every name our lines use, as a family and as a sample: an ensembler's metric that
+# would print one of them is left out of the scrape (two `# TYPE` lines for one name
+# make the whole scrape fail).
+OUR_NAMES = frozenset(
+    {
+        "ensembler_requests_total",
+        "ensembler_requests_in_flight",
+        "ensembler_workers",
+        "ensembler_model_info",
+        "ensembler_model_load_seconds",
+        *(h.name + suffix for h in HISTOGRAMS for suffix in ("", "_bucket", "_sum", "_count")),
+    }
+)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus_client's file for a gauge of a live* mode is gauge_<mode>_<pid>.db.
+_LIVE_GAUGES = "gauge_live"
+
+
+class TheirMetrics:
+    """The ensembler's own ``prometheus_client`` metrics, from every process, for a scrape.
+
+    `prepare` points ``prometheus_client``'s multiprocess mode at a directory; it must
+    run before the ensembler is loaded, since ``prometheus_client`` picks its mode when
+    first imported. Counters, histograms and summaries add up over every process that
+    ever wrote them, dead ones included (as our counters do); a gauge follows its
+    ``multiprocess_mode``, and those of the ``live*`` modes forget a process once it is
+    gone (`process_ended`, and each scrape for processes nobody reaped here).
+    """
+
+    def __init__(self, path: str, *, owned: bool) -> None:
+        self.path = path
+        self.owned = owned
+        self._left_out: set[str] = set()
+
+    @classmethod
+    def prepare(cls, environ: MutableMapping[str, str] = os.environ) -> TheirMetrics:
+        """Use the user's ``PROMETHEUS_MULTIPROC_DIR`` emptied of old files, or a new one."""
+        path = environ.get(MULTIPROCESS_DIR) or environ.get(MULTIPROCESS_DIR.lower())
+        if not path:
+            path = environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="pyfunc-ensembler-metrics-")
+            return cls(path, owned=True)
+        environ[MULTIPROCESS_DIR] = path
+        os.makedirs(path, exist_ok=True)
+        # A previous run's files would be added to this one's (prometheus_client asks for
+        # the directory to be wiped before each start).
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+        return cls(path, owned=False)
+
+    def close(self) -> None:
+        """The server stops: remove the directory if it was made here."""
+        if self.owned:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def process_ended(self, pid: int) -> None:
+        """Forget `pid`'s gauges of the ``live*`` modes (`pid` has exited)."""
+        self._forget({pid} & _live_gauge_pids(self._files()))
+
+    def render(self) -> bytes:
+        """Their lines in the text format, or nothing while no metric was ever written."""
+        files = self._files()
+        if not files:
+            return b""
+        # Processes that ended unseen here (an --isolate ensembler process, or one that
+        # died with its worker): their live gauges go before the merge.
+        self._forget({pid for pid in _live_gauge_pids(files) if not _alive(pid)})
+        from prometheus_client import generate_latest
+
+        return generate_latest(self)
+
+    def collect(self) -> Iterator[Metric]:
+        """Every process's files merged, less any family that would clash with ours."""
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        # prometheus_client leaves these two untyped.
+        merged = MultiProcessCollector(None, self.path)  # type: ignore[no-untyped-call]
+        for family in merged.collect():  # type: ignore[no-untyped-call]
+            names = {family.name, *(sample.name for sample in family.samples)}
+            if family.type in ("counter", "info"):
+                names.add(f"{family.name}_{'total' if family.type == 'counter' else 'info'}")
+            clash = names & OUR_NAMES
+            if not clash:
+                yield family
+            elif family.name not in self._left_out:
+                self._left_out.add(family.name)
+                logger.warning(
+                    "the ensembler's metric %s is left out of /metrics: %s is the server's",
+                    family.name,
+                    min(clash),
+                )
+
+    def _forget(self, pids: set[int]) -> None:
+        if pids:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            for pid in pids:
+                mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
+
+    def _files(self) -> list[str]:
+        try:
+            return [name for name in os.listdir(self.path) if name.endswith(".db")]
+        except FileNotFoundError:
+            return []
+
+
+def _live_gauge_pids(files: Iterable[str]) -> set[int]:
+    pids = (
+        name[: -len(".db")].rpartition("_")[2] for name in files if name.startswith(_LIVE_GAUGES)
+    )
+    return {int(pid) for pid in pids if pid.isdigit()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False  # PermissionError: another user's process has the pid now
+    return True
 
 
 def model_info(info: ModelInfo) -> dict[str, str]:

@@ -10,7 +10,7 @@ import socket
 from pyfunc_ensembler import logging as ensembler_logging
 from pyfunc_ensembler.core import Core, describe
 from pyfunc_ensembler.loader import load
-from pyfunc_ensembler.metrics import Metrics, model_info, serve_metrics
+from pyfunc_ensembler.metrics import Metrics, TheirMetrics, model_info, serve_metrics
 from pyfunc_ensembler.settings import Settings
 from pyfunc_ensembler.supervisor import Supervisor, bind
 
@@ -21,9 +21,18 @@ FRONT_ENDS = {"native": "pyfunc_ensembler.native", "asgi": "pyfunc_ensembler.asg
 
 def serve(settings: Settings) -> int:
     ensembler_logging.configure(settings)
+    # Before the model loads: prometheus_client picks its mode when it is first imported.
+    theirs = TheirMetrics.prepare()
+    try:
+        return _serve(settings, theirs)
+    finally:
+        theirs.close()
+
+
+def _serve(settings: Settings, theirs: TheirMetrics) -> int:
     ensembler = load(settings.model_uri, force_mlflow=settings.force_mlflow)
     # Made before the fork, so that every worker writes its own slot of the same memory.
-    metrics = Metrics(settings.workers, model_info(ensembler.info))
+    metrics = Metrics(settings.workers, model_info(ensembler.info), theirs)
     core = Core.from_settings(ensembler, settings, metrics)
     front_end = importlib.import_module(FRONT_ENDS[settings.server])
     sock = bind(settings.host, settings.port)
@@ -58,7 +67,7 @@ def serve(settings: Settings) -> int:
         _return_after_shutdown()
         run(sock)
         return 0
-    return Supervisor(sock, run, settings.workers).run()
+    return Supervisor(sock, run, settings.workers, theirs.process_ended).run()
 
 
 def _return_after_shutdown() -> None:

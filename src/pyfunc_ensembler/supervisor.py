@@ -26,6 +26,8 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 Serve = Callable[[socket.socket, int], None]
 """``serve(listening socket, worker index)``: the index (0..N-1) is kept by a replacement."""
+Ended = Callable[[int], None]
+"""``ended(pid)``: called once a worker has exited and been reaped, before any replacement."""
 
 # A worker that dies sooner than this after its start counts as crash-looping.
 _MIN_LIFETIME = 1.0
@@ -49,9 +51,12 @@ def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
 
 
 class Supervisor:
-    def __init__(self, sock: socket.socket, serve: Serve, workers: int) -> None:
+    def __init__(
+        self, sock: socket.socket, serve: Serve, workers: int, ended: Ended | None = None
+    ) -> None:
         self.sock = sock
         self.serve = serve
+        self.ended = ended
         self.workers = workers
         self.children: dict[int, tuple[float, int]] = {}
         """pid -> (start time, worker index)"""
@@ -70,6 +75,8 @@ class Supervisor:
             except ChildProcessError:
                 break
             child = self.children.pop(pid, None)
+            if child is not None and self.ended is not None:
+                self.ended(pid)
             if child is not None and not self.stopping:
                 self._replace(pid, status, *child)
         return 1 if self.forced else 0

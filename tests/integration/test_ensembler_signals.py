@@ -1,0 +1,143 @@
+"""The ensembler's own signals through the real server: examples/instrumented's
+``prometheus_client`` metrics on /metrics, its log lines, its spans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import ROOT, Server, children, free_port, scrape, wait_for_children
+
+REQUEST = json.loads((ROOT / "examples" / "instrumented" / "request.json").read_text())
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parsed(text: str) -> Samples:
+    """A scrape read by Prometheus' own parser, which also refuses a family named twice."""
+    families = list(text_string_to_metric_families(text))
+    names = [family.name for family in families]
+    assert len(names) == len(set(names)), names
+    assert text.count("# TYPE ") == len(names)
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families
+        for s in family.samples
+    }
+
+
+def send(server: Server, count: int, connections: int = 8) -> None:
+    """`count` requests, each on a new connection, `connections` at a time: the kernel
+    hands them to whichever worker accepts first."""
+
+    def one(_: int) -> None:
+        status, answer = server.post_json(REQUEST)
+        assert (status, answer) == (200, {"route": "model-a", "score": 0.87, "fallback": None})
+
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(one, range(count)))
+
+
+def theirs(samples: Samples) -> Samples:
+    return {key: value for key, value in samples.items() if not key[0].startswith("ensembler_")}
+
+
+def assert_counted(samples: Samples, answered: int) -> None:
+    assert samples[("ensembler_requests_total", (("code", "200"),))] == answered
+    assert samples[("routes_missing_total", (("route", "model-b"),))] == answered
+    assert samples[("usable_routes_count", ())] == answered
+    assert samples[("usable_routes_sum", ())] == 2 * answered
+    assert samples[("answered_score_count", (("route", "model-a"),))] == answered
+    assert samples[("answered_score_bucket", (("le", "0.9"), ("route", "model-a")))] == answered
+    assert samples[("answered_score_bucket", (("le", "0.75"), ("route", "model-a")))] == 0
+    assert samples[("ensembles_in_progress", ())] == 0
+
+
+def files_by_pid(path: Path, kind: str) -> set[int]:
+    return {int(f.stem.rpartition("_")[2]) for f in path.glob(f"{kind}_*.db")}
+
+
+def test_their_metrics_add_up_over_two_workers_and_a_replaced_one(
+    instrumented_model: Path, tmp_path: Path
+) -> None:
+    # The user's own PROMETHEUS_MULTIPROC_DIR, with a stale file of an earlier run in it.
+    (tmp_path / "counter_1.db").write_bytes(b"\0" * 8)
+    metrics_port = free_port()
+    server = Server(
+        [str(instrumented_model), "--workers", "2", "--metrics-port", str(metrics_port)],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    ).start()
+    try:
+        assert server.process is not None
+        workers = wait_for_children(server.process.pid, 2, set())
+        answered = 0
+        # Until both workers have answered some (their counter files say so).
+        while not set(workers) <= files_by_pid(tmp_path, "counter") and answered < 800:
+            send(server, 16)
+            answered += 16
+        assert set(workers) <= files_by_pid(tmp_path, "counter")
+        assert 1 not in files_by_pid(tmp_path, "counter")
+        # Either port, either worker or the supervisor: the same totals.
+        assert_counted(parsed(scrape(server.port)), answered)
+        assert_counted(parsed(scrape(metrics_port)), answered)
+
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for_children(server.process.pid, 1, set(workers))
+        # Its live gauge is forgotten when the supervisor reaps it; its counts stay.
+        assert workers[0] not in files_by_pid(tmp_path, "gauge_livesum")
+        send(server, 16)
+        answered += 16
+        after = parsed(scrape(server.port))
+        assert_counted(after, answered)
+        assert theirs(after) == theirs(parsed(scrape(metrics_port)))
+    finally:
+        code, log = server.stop()
+    assert code == 0, log
+    assert tmp_path.is_dir()  # the user's directory is kept
+
+
+def test_their_metrics_with_isolate_and_a_killed_ensembler_process(
+    instrumented_model: Path,
+) -> None:
+    server = Server([str(instrumented_model), "--isolate"]).start()
+    try:
+        assert server.process is not None
+        send(server, 10, connections=2)
+        assert_counted(parsed(scrape(server.port)), 10)
+        (zygote,) = children(server.process.pid)
+        (process,) = children(zygote)
+        made = metrics_dir(process)
+        assert made.is_dir() and files_by_pid(made, "counter") == {process}
+        os.kill(process, signal.SIGKILL)
+        wait_for_children(zygote, 0, set())  # the worker saw it die and had it reaped
+        send(server, 10, connections=2)
+        assert_counted(parsed(scrape(server.port)), 20)
+        assert len(files_by_pid(made, "counter")) == 2
+        # The dead process's live gauge went at the scrape (no one here reaped it).
+        assert process not in files_by_pid(made, "gauge_livesum")
+    finally:
+        code, log = server.stop()
+    assert code == 0, log
+    assert not made.exists()  # the server made that directory, and removed it
+
+
+def metrics_dir(pid: int) -> Path:
+    """Where process `pid` writes its prometheus_client files (it maps them)."""
+    with open(f"/proc/{pid}/maps") as file:
+        mapped = {Path(line.split()[-1]) for line in file if line.rstrip().endswith(".db")}
+    (directory,) = {path.parent for path in mapped}
+    return directory
+
+
+def test_an_ensembler_without_prometheus_client_adds_nothing(example_model: Path) -> None:
+    server = Server([str(example_model), "--workers", "2"]).start()
+    try:
+        assert server.post_json({"request": {}, "response": {"route_responses": []}})[0] == 200
+        text = scrape(server.port)
+    finally:
+        server.stop()
+    assert [name for name, _ in parsed(text) if not name.startswith("ensembler_")] == []
