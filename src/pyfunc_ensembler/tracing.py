@@ -3,9 +3,13 @@
 ``--tracing otlp`` exports spans over OTLP/HTTP, configured by the standard
 ``OTEL_EXPORTER_OTLP_*`` and ``OTEL_SERVICE_NAME`` variables (read by the SDK);
 ``--tracing console`` prints them to stderr. Each request gets a server span
-``POST /ensemble`` whose parent is the caller's W3C ``traceparent`` when one is sent,
-and a child span ``ensemble`` around the ensembler's call. Probes and ``/metrics`` are
-never traced.
+``POST /ensemble`` that continues the caller's trace, and a child span ``ensemble``
+around the ensembler's call. Probes and ``/metrics`` are never traced.
+
+The caller's trace comes in W3C ``traceparent`` or in B3 (one ``b3`` header, or
+``X-B3-TraceId``/``X-B3-SpanId``/``X-B3-Sampled``), which Turing's router and Istio's
+sidecars forward; W3C wins when both come. ``OTEL_PROPAGATORS``, when set, chooses
+instead (e.g. ``tracecontext,baggage,b3multi``).
 
 Instrumenting wraps the core's entry points, and only when tracing is on: with it
 off, the hot path does not even check a flag.
@@ -13,10 +17,15 @@ off, the hot path does not even check a flag.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators import textmap
+from opentelemetry.propagators.b3 import B3MultiFormat
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -24,17 +33,18 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
 )
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from pyfunc_ensembler.core import ENSEMBLE_PATH, Answer, Core, RawHeaders
 
 EXPORTERS = ("console", "otlp")
-_PROPAGATED = (b"traceparent", b"tracestate")
 _SPAN_NAME = f"POST {ENSEMBLE_PATH}"
 
 
 def instrument(core: Core, exporter: str) -> None:
     """Trace every ensemble request `core` answers from now on (call it in each worker)."""
     tracer = _provider(exporter).get_tracer("pyfunc_ensembler")
+    _propagate()
     attributes = {"ensembler.class": core.ensembler.info.ensembler_class}
     call = core._call
     if core.ensembler.is_async:
@@ -76,6 +86,21 @@ def _provider(exporter: str) -> TracerProvider:
     return provider
 
 
+def _propagate() -> None:
+    """Read (and, in what an ensembler sends on, write) W3C and B3 trace headers."""
+    if "OTEL_PROPAGATORS" in os.environ:
+        return  # the user's choice, which the API has read already
+    propagators: list[textmap.TextMapPropagator] = [
+        # B3MultiFormat reads a single `b3` header as well as the X-B3-* ones. Each
+        # extraction overrides the one before: W3C's comes last, so it wins.
+        B3MultiFormat(),
+        TraceContextTextMapPropagator(),
+        W3CBaggagePropagator(),
+    ]
+    # Global, as the provider is: an ensembler's own instrumented calls pass both on.
+    propagate.set_global_textmap(CompositePropagator(propagators))
+
+
 def _processor(exporter: str) -> SpanProcessor:
     if exporter == "console":
         # Unbatched: a span is written as soon as it ends, which is what a person
@@ -87,11 +112,8 @@ def _processor(exporter: str) -> SpanProcessor:
 
 
 def _request_span(tracer: trace.Tracer, raw: list[tuple[bytes, bytes]]) -> Any:
-    carrier = {
-        name.decode("latin-1").lower(): value.decode("latin-1")
-        for name, value in raw
-        if name.lower() in _PROPAGATED
-    }
+    # Every header: the propagators (ours, or OTEL_PROPAGATORS's) pick theirs.
+    carrier = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
     return tracer.start_as_current_span(
         _SPAN_NAME,
         context=propagate.extract(carrier),
