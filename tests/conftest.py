@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pyfunc_ensembler import __version__
 from tests import ensemblers
 from tests.helpers import FIXTURES, ROOT
 
@@ -50,3 +52,24 @@ def test_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "numpy": ensemblers.Numpyish(),
     }
     return {name: ensemblers.save_model(model, root / name) for name, model in kinds.items()}
+
+
+@pytest.fixture(scope="session")
+def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with our wheel and no extras, made as docker/Dockerfile's build stage does."""
+    where = tmp_path_factory.mktemp("image")
+    wheels = where / "wheels"
+
+    def run(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
+        command = [str(a) for a in args]
+        return subprocess.run(
+            command, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+        )
+
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels, ROOT)
+    assert built.returncode == 0, built.stderr
+    script = ROOT / "docker" / "install-base.sh"
+    installed = run(script, wheels, where / "venv", PYTHON=sys.executable)
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.strip().endswith(f"pyfunc-ensembler {__version__}")
+    return where / "venv"

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from pyfunc_ensembler.cli import build_parser
+from pyfunc_ensembler.cli import EXTRAS, build_parser, import_extra
 from pyfunc_ensembler.settings import Settings
 from tests.helpers import fixture_cases, run_cli
 
@@ -139,3 +140,46 @@ def test_check_refuses_a_header_without_a_value(example_model: Path, tmp_path: P
     result = run_cli("check", str(example_model), "--request", str(request), "--header", "oops")
     assert result.returncode == 2
     assert "NAME=VALUE" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["batch", "--ensembler", "m", "--input", "rows.parquet", "--output", "out"], "batch"),
+        (["batch", "job.yaml", "--engine", "spark"], "spark"),
+        (["serve", "MODEL", "--tracing", "otlp"], "tracing"),
+    ],
+    ids=["batch", "spark", "tracing"],
+)
+def test_a_missing_extra_is_a_one_line_hint(
+    base_venv: Path, example_model: Path, args: list[str], extra: str
+) -> None:
+    # A real install of our wheel without extras, as a user's (or the base image's) is.
+    python = base_venv / "bin" / "python"
+    imports = [
+        subprocess.run([python, "-c", f"import {m}"], capture_output=True).returncode
+        for m in EXTRAS[extra]
+    ]
+    assert 1 in imports, f"the {extra} extra's modules are installed in the venv without extras"
+    args = [str(example_model) if a == "MODEL" else a for a in args]
+    result = subprocess.run(
+        [base_venv / "bin" / "pyfunc-ensembler", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert f"needs the '{extra}' extra" in result.stderr
+    assert f"pip install 'pyfunc-ensembler[{extra}]'" in result.stderr
+
+
+def test_a_module_missing_for_another_reason_is_not_blamed_on_an_extra() -> None:
+    import_extra("batch", "pyfunc-ensembler batch", "pyfunc_ensembler.batch.local")
+    with pytest.raises(ModuleNotFoundError):
+        import_extra("batch", "pyfunc-ensembler batch", "no_such_module_x")
+
+
+def test_usage_mistakes_of_batch_exit_2_with_one_line(tmp_path: Path) -> None:
+    for args in (["batch"], ["batch", "job.yaml", "--ensembler", "m"]):
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("pyfunc-ensembler batch: error: give ")
+        assert result.stderr.strip().count("\n") == 0

@@ -40,16 +40,9 @@ def run(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venv(base_venv: Path) -> Path:
     """A fresh venv with our package, made exactly as docker/Dockerfile's build stage does."""
-    where = tmp_path_factory.mktemp("image")
-    wheels = where / "wheels"
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", wheels, ROOT)
-    assert built.returncode == 0, built.stderr
-    installed = run(DOCKER / "install-base.sh", wheels, where / "venv", PYTHON=sys.executable)
-    assert installed.returncode == 0, installed.stderr
-    assert installed.stdout.strip().endswith(f"pyfunc-ensembler {__version__}")
-    return where / "venv"
+    return base_venv
 
 
 def install_model(venv: Path, model: Path | str, target: Path) -> subprocess.CompletedProcess[str]:

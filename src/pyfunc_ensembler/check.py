@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 
 from pyfunc_ensembler.core import Core, describe
+from pyfunc_ensembler.errors import UsageError
 from pyfunc_ensembler.loader import load
 from pyfunc_ensembler.settings import Settings
 
@@ -36,5 +37,5 @@ def check(settings: Settings, request: Path | None, headers: Sequence[str]) -> i
 def _header(text: str) -> tuple[bytes, bytes]:
     name, sep, value = text.partition("=")
     if not sep:
-        raise ValueError(f"--header {text!r}: write it as NAME=VALUE")
+        raise UsageError(f"--header {text!r}: write it as NAME=VALUE")
     return name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")

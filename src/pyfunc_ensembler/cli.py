@@ -1,13 +1,15 @@
-"""The command line: ``pyfunc-ensembler serve | check``.
+"""The command line: ``pyfunc-ensembler serve | check | image | batch``.
 
 Options are generated from `Settings`, so each flag has an ``ENSEMBLER_*`` twin and
-one help text. Nothing below this module parses arguments.
+one help text. Nothing below this module parses arguments, and nothing but `main`
+prints an error: commands raise, `main` turns what they raise into one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyfunc_ensembler import __version__
-from pyfunc_ensembler.errors import LoadError
+from pyfunc_ensembler.errors import EnsemblerError, LoadError, MissingExtra, UsageError
 from pyfunc_ensembler.image import DEFAULT_IMAGE_REPO
 from pyfunc_ensembler.settings import Settings, env_name, parse_value
 
@@ -67,21 +69,61 @@ or 1 with the reason (an invalid job lists every problem with its field's path).
 """
 
 
+EXTRAS = {
+    "batch": ("pyarrow",),
+    "spark": ("pyspark", "pyarrow"),
+    "tracing": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
+}
+"""The modules each optional extra of pyproject.toml installs (MLflow brings
+``opentelemetry`` itself, so the tracing extra is known by its SDK and exporter)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; whatever fails ends here, as one line on stderr and a status.
+
+    Arguments that do not fit together exit with 2 (argparse's own mistakes, with the
+    usage, exit so too); a failure of ours (`EnsemblerError`: the model does not
+    load, an invalid job, a missing extra) or of the system (`OSError`: the port is
+    taken) exits with 1. People read these, so no traceback; anything else is a bug,
+    and its traceback is kept.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = args.parser.prog
     try:
-        settings = _settings(args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        return int(args.run(settings, args))
+        return int(args.run(_settings(args), args))
+    except UsageError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return 2
     except LoadError as exc:
-        print(f"pyfunc-ensembler: cannot load the model: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prog}: cannot load the model: {exc.message}", file=sys.stderr)
+    except EnsemblerError as exc:
+        print(f"{prog}: {exc.message}", file=sys.stderr)
     except OSError as exc:
-        print(f"pyfunc-ensembler: {exc}", file=sys.stderr)
-        return 1
+        print(f"{prog}: {exc}", file=sys.stderr)
+    return 1
+
+
+def import_extra(extra: str, feature: str, *modules: str) -> None:
+    """Import `modules`, which need `extra`: if it is missing, say which to install.
+
+    Importing them (not just looking them up) is the check, so an extra that is only
+    half installed is caught too; a module missing for another reason is not blamed
+    on the extra.
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if not any(_same_package(missing, provided) for provided in EXTRAS[extra]):
+                raise
+            raise MissingExtra(feature, extra, missing) from None
+
+
+def _same_package(missing: str, provided: str) -> bool:
+    # `opentelemetry.exporter` is missing when `opentelemetry.exporter.otlp...` is.
+    return f"{missing}.".startswith(f"{provided}.") or provided.startswith(f"{missing}.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,13 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command(commands: Any, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
-    return commands.add_parser(  # type: ignore[no-any-return]
+    parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=summary,
         description=summary,
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(parser=parser)
+    return parser
 
 
 def _help(name: str) -> str:
@@ -189,29 +233,30 @@ def _flag_parser(field: dataclasses.Field[Any]) -> Any:
 
 def _settings(args: argparse.Namespace) -> Settings:
     names = {f.name for f in dataclasses.fields(Settings)}
-    return Settings.from_environ(**{k: v for k, v in vars(args).items() if k in names})
+    try:
+        return Settings.from_environ(**{k: v for k, v in vars(args).items() if k in names})
+    except ValueError as exc:  # a value, or a pair of values, Settings refuses
+        raise UsageError(str(exc)) from None
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     from pyfunc_ensembler.serve import serve
 
     if not settings.model_uri:
-        print(
-            f"pyfunc-ensembler: no model: give MODEL_URI or set {env_name('model_uri')}",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(f"no model: give MODEL_URI or set {env_name('model_uri')}")
+    if settings.tracing != "off":
+        # Imported here, before the model loads, to fail fast; the workers instrument.
+        modules = ["pyfunc_ensembler.tracing"]
+        if settings.tracing == "otlp":
+            modules.append("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+        import_extra("tracing", f"--tracing {settings.tracing}", *modules)
     return serve(settings)
 
 
 def run_check(settings: Settings, args: argparse.Namespace) -> int:
     from pyfunc_ensembler.check import check
 
-    try:
-        return check(settings, args.request, args.header)
-    except ValueError as exc:  # a --header without '='
-        print(f"pyfunc-ensembler check: {exc}", file=sys.stderr)
-        return 2
+    return check(settings, args.request, args.header)
 
 
 def run_image(settings: Settings, args: argparse.Namespace) -> int:
@@ -288,41 +333,37 @@ def run_batch(settings: Settings, args: argparse.Namespace) -> int:
 
     from pyfunc_ensembler import batch
     from pyfunc_ensembler.batch.job import SaveMode
-    from pyfunc_ensembler.errors import EnsemblerError
 
+    if args.engine == "spark":
+        import_extra("spark", "--engine spark", "pyfunc_ensembler.batch.spark", "pyspark.sql")
+    else:
+        import_extra("batch", "pyfunc-ensembler batch", "pyfunc_ensembler.batch.local")
     short = (args.ensembler, args.input, args.output)
-    try:
-        if args.job and any(short):
-            raise ValueError("give either JOB.yaml or --ensembler/--input/--output, not both")
-        if args.job:
-            job = batch.load_job(args.job)
-        elif all(short):
-            job = batch.short_job(
-                args.ensembler,
-                args.input,
-                args.output,
-                result_column=args.result_column,
-                result_type=args.result_type,
-                item_type=args.item_type,
-                on_invalid=args.on_invalid,
-            )
-        else:
-            raise ValueError("give JOB.yaml, or all of --ensembler, --input and --output")
-        if args.save_mode:
-            mode = SaveMode(args.save_mode)
-            job = dc.replace(job, sink=dc.replace(job.sink, save_mode=mode))
-        options: dict[str, Any] = {"force_mlflow": bool(args.force_mlflow)}
-        if args.engine == "spark":
-            options["master"] = args.master
-        elif args.batch_size:
-            options["batch_size"] = args.batch_size
-        report = batch.run(job, args.engine, **options)
-    except ValueError as exc:
-        print(f"pyfunc-ensembler batch: {exc}", file=sys.stderr)
-        return 2
-    except EnsemblerError as exc:
-        print(f"pyfunc-ensembler batch: {exc.message}", file=sys.stderr)
-        return 1
+    if args.job and any(short):
+        raise UsageError("give either JOB.yaml or --ensembler/--input/--output, not both")
+    if args.job:
+        job = batch.load_job(args.job)
+    elif all(short):
+        job = batch.short_job(
+            args.ensembler,
+            args.input,
+            args.output,
+            result_column=args.result_column,
+            result_type=args.result_type,
+            item_type=args.item_type,
+            on_invalid=args.on_invalid,
+        )
+    else:
+        raise UsageError("give JOB.yaml, or all of --ensembler, --input and --output")
+    if args.save_mode:
+        mode = SaveMode(args.save_mode)
+        job = dc.replace(job, sink=dc.replace(job.sink, save_mode=mode))
+    options: dict[str, Any] = {"force_mlflow": bool(args.force_mlflow)}
+    if args.engine == "spark":
+        options["master"] = args.master
+    elif args.batch_size:
+        options["batch_size"] = args.batch_size
+    report = batch.run(job, args.engine, **options)
     print(report.summary(), file=sys.stderr)
     if args.report:
         args.report.write_text(json.dumps(report.as_dict(), indent=2))

@@ -17,9 +17,11 @@
     ├── Overloaded (503 overloaded)
     ├── DeadlineExceeded (504 deadline_exceeded)
     ├── LoadError (model_load_error)               the model could not be loaded
-    └── BatchError (batch_error)                   a batch job cannot run or failed
-        ├── InvalidJob (invalid_job)                 the job spec is wrong: every problem listed
-        └── InvalidResult (invalid_result)           an answer does not fit the result type
+    ├── BatchError (batch_error)                   a batch job cannot run or failed
+    │   ├── InvalidJob (invalid_job)                 the job spec is wrong: every problem listed
+    │   └── InvalidResult (invalid_result)           an answer does not fit the result type
+    ├── MissingExtra (missing_extra)               a feature's optional extra is not installed
+    └── UsageError (usage_error)                   a command's arguments do not fit together
 
 Every error reaches a client as one JSON shape, built by `error_body` alone:
 ``{"error": {"type": "<type>", "message": "<text>"}}``.  An ensembler may raise
@@ -147,6 +149,25 @@ class InvalidResult(BatchError):
     """An ensembler's answer that does not fit the job's result type (names the row)."""
 
     type = "invalid_result"
+
+
+class MissingExtra(EnsemblerError):
+    """What a feature needs is not installed: the message names the extra to install."""
+
+    type = "missing_extra"
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        super().__init__(
+            f"{feature} needs the '{extra}' extra ({missing} is not installed): "
+            f"pip install 'pyfunc-ensembler[{extra}]'"
+        )
+        self.extra = extra
+
+
+class UsageError(EnsemblerError):
+    """A command's arguments or settings do not fit together (the CLI exits with 2)."""
+
+    type = "usage_error"
 
 
 def error_body(error: EnsemblerError, *, debug: bool = False) -> bytes:
