@@ -72,10 +72,14 @@ or 1 with the reason (an invalid job lists every problem with its field's path).
 EXTRAS = {
     "batch": ("pyarrow",),
     "spark": ("pyspark", "pyarrow"),
-    "tracing": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
+    "tracing": (
+        "opentelemetry.sdk",
+        "opentelemetry.exporter.otlp.proto.http",
+        "opentelemetry.propagators.b3",
+    ),
 }
 """The modules each optional extra of pyproject.toml installs (MLflow brings
-``opentelemetry`` itself, so the tracing extra is known by its SDK and exporter)."""
+``opentelemetry`` itself, so the tracing extra is known by its own packages)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
