@@ -18,6 +18,11 @@ from pyfunc_ensembler.loader import load
 VALID = json.dumps(
     {"request": {"fault": None}, "response": {"route_responses": [{"route": "a", "data": 1}]}}
 ).encode()
+REQUEST = b"POST /ensemble HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(VALID),
+    VALID,
+)
+CHUNKED_HEAD = b"POST /ensemble HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 LIMITS = Limits(
     max_body_size=64 * 1024, max_header_size=1024, receive_timeout=0, keepalive_timeout=0
 )
@@ -76,7 +81,7 @@ def statuses(written: bytes) -> list[int]:
 
 def test_a_request_fed_byte_by_byte(connection: tuple[Connection, Transport]) -> None:
     protocol, transport = connection
-    request = b"POST /ensemble HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(VALID), VALID)
+    request = REQUEST
     for i in range(len(request)):
         protocol.data_received(request[i : i + 1])
     assert statuses(transport.written) == [200]
@@ -100,7 +105,7 @@ def test_chunk_framing_in_its_own_segments_is_not_counted_as_head(
     connection: tuple[Connection, Transport],
 ) -> None:
     protocol, transport = connection
-    protocol.data_received(b"POST /ensemble HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    protocol.data_received(CHUNKED_HEAD)
     # Each chunk's size line, data and end in separate segments: far more framing bytes
     # than the head limit, none of them a header.
     body = VALID + b" " * LIMITS.max_header_size
@@ -116,7 +121,7 @@ def test_a_keepalive_timeout_of_zero_closes_after_each_answer(
     connection: tuple[Connection, Transport],
 ) -> None:
     protocol, transport = connection
-    protocol.data_received(b"GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+    protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
     assert statuses(transport.written) == [200]
     assert b"\r\nConnection: close\r\n" in transport.written
     assert transport.closing
@@ -125,7 +130,6 @@ def test_a_keepalive_timeout_of_zero_closes_after_each_answer(
 KEEP_ALIVE = Limits(
     max_body_size=64 * 1024, max_header_size=1024, receive_timeout=0, keepalive_timeout=75
 )
-REQUEST = b"POST /ensemble HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(VALID), VALID)
 
 
 def open_connections(core: Core, count: int) -> list[tuple[Connection, Transport]]:

@@ -195,7 +195,8 @@ def test_pipelined_requests_to_an_async_ensembler_are_answered_in_order(
     async_sum: Server,
 ) -> None:
     client = Client(async_sum.port)
-    client.send(b"".join(post(sum_body(n)) for n in range(50)) + b"GET /nowhere HTTP/1.1\r\n\r\n")
+    nowhere = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"
+    client.send(b"".join(post(sum_body(n)) for n in range(50)) + nowhere)
     assert [client.response().json() for _ in range(50)] == list(range(50))
     assert client.response().status == 404
     client.close()
@@ -333,7 +334,7 @@ MALFORMED = {
     "version": b"POST /ensemble HTTP/7.3\r\nHost: x\r\n\r\n",
     "header-name": b"POST /ensemble HTTP/1.1\r\nHo st: x\r\nContent-Length: 0\r\n\r\n",
     "bare-lf-in-value": b"POST /ensemble HTTP/1.1\r\nX: a\rb\r\nContent-Length: 0\r\n\r\n",
-    "chunk-size": b"POST /ensemble HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "chunk-size": b"POST /ensemble HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     "not-http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
 }
 
@@ -362,7 +363,7 @@ def test_headers_over_the_limit_get_431(client: Client) -> None:
 
 ENDLESS = {
     "header": b"POST /ensemble HTTP/1.1\r\nX-Endless: ",
-    "trailer": b"POST /ensemble HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "trailer": b"POST /ensemble HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"2\r\n{}\r\n0\r\nX-Endless: ",
 }
 

@@ -2,7 +2,9 @@
 
 The compatibility path: any ASGI server can host it (``uvicorn
 'pyfunc_ensembler.asgi:from_environ' --factory``), and ``serve --server asgi`` runs it
-on uvicorn with uvloop and httptools.
+on uvicorn with uvloop and httptools, through a subclass of uvicorn's protocol that
+keeps the native front end's HTTP promises where uvicorn's own does not (`_protocol`).
+The application decodes gzip/deflate bodies (`semantics`), whichever server hosts it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from http import HTTPStatus
 from types import FrameType
 from typing import Any
 
+from pyfunc_ensembler import semantics
 from pyfunc_ensembler.core import Core, force_exit
 from pyfunc_ensembler.errors import (
     EnsemblerError,
@@ -21,7 +24,9 @@ from pyfunc_ensembler.errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
+    UnsupportedEncoding,
 )
+from pyfunc_ensembler.http11 import LINGER_TIME, LINGER_TIMEOUT
 from pyfunc_ensembler.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -30,6 +35,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
 # Unread bytes still arriving after a 413 are read and dropped up to this much, so
 # that closing the socket does not reset it under a client still sending (the client
 # would then lose the 413); anything larger is answered at once and closed.
@@ -53,7 +59,7 @@ class App:
             # memory here, but the answer is the native front end's 431, not a 200.
             limit = self.max_header_size
             error = HeadersTooLarge(f"the request head is over the limit of {limit} bytes")
-            await _send(send, *self.core.error(error), ((b"connection", b"close"),))
+            await _send(send, *self.core.error(error), (_CLOSE,))
             return
         decided = self.core.route(scope["method"], scope["path"])
         if decided is None:
@@ -64,9 +70,12 @@ class App:
 
     async def _ensemble(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = await self._read_body(scope, receive)
+            body = await self._read_body(scope["headers"], receive)
+        except UnsupportedEncoding as error:
+            await _send(send, *self.core.error(error), (*semantics.ACCEPT_ENCODING, _CLOSE))
+            return
         except EnsemblerError as error:
-            await _send(send, *self.core.error(error), ((b"connection", b"close"),))
+            await _send(send, *self.core.error(error), (_CLOSE,))
             return
         if self.core.is_async:
             status, answer = await self.core.handle_async(body, scope["headers"])
@@ -74,9 +83,10 @@ class App:
             status, answer = self.core.handle(body, scope["headers"])
         await _send(send, status, answer)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes:
         limit = self.max_body_size
-        declared = _content_length(scope["headers"])
+        declared, coding = _length_and_coding(headers)
+        codings = semantics.content_codings(coding) if coding else ()
         if declared is not None and declared > limit:
             if declared - limit <= DRAIN_LIMIT:
                 await _drain(receive)
@@ -96,7 +106,8 @@ class App:
                 raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
             chunks.append(chunk)
             if not more:
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return semantics.decode(body, codings, limit) if codings else body
 
 
 def _head_size(scope: Scope) -> int:
@@ -105,11 +116,15 @@ def _head_size(scope: Scope) -> int:
     return size + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+def _length_and_coding(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bytes]:
+    """The declared Content-Length (if any) and the Content-Encoding fields, joined."""
+    declared, coding = None, b""
     for name, value in headers:
         if name == b"content-length":
-            return int(value)
-    return None
+            declared = int(value)
+        elif name == b"content-encoding":
+            coding += b"," + value if coding else value
+    return declared, coding
 
 
 async def _drain(receive: Receive, limit: int = DRAIN_LIMIT) -> None:
@@ -175,16 +190,44 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
 
 
 def _protocol(core: Core, receive_timeout: float) -> Any:
-    """uvicorn's httptools protocol with JSON refusals and a time limit to receive a request.
+    """uvicorn's httptools protocol, made to keep the native front end's promises.
 
-    uvicorn answers a malformed request with a text/plain 400 and never times out a
-    client that sends its request slowly; this subclass answers both as the native front
-    end does (JSON 400, JSON 408 after `receive_timeout`), then closes the connection.
+    Where uvicorn's own differs (each case tested on both front ends):
+    - a malformed request gets a JSON 400, and a client that sends its request slowly a
+      JSON 408 after `receive_timeout` (uvicorn: text/plain 400, no time limit);
+    - `semantics`' rules: one Host, 501 for a transfer coding but chunked (uvicorn
+      answers both 200);
+    - requests pipelined before a half-close (``shutdown(SHUT_WR)``) are all answered,
+      then the connection closes (uvicorn closes at the end of input, dropping them);
+    - HTTP/1.0 with ``Connection: keep-alive`` is kept alive (uvicorn closes it);
+    - a connection closed while its request's body is still arriving (a 413, a
+      refusal) closes lingering, as `http11` does, so the client reads the answer.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class Protocol(HttpToolsProtocol):  # type: ignore[misc]
         _receive_timer: asyncio.TimerHandle | None = None
+        _refusal: EnsemblerError | None = None
+        _eof = False  # the client half-closed with requests still to answer
+        _lingering = False
+        _linger_timer: asyncio.TimerHandle | None = None
+        _linger_until = 0.0
+        _last_read = 0.0
+
+        def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                self._last_read = self.loop.time()
+                return
+            super().data_received(data)
+
+        def eof_received(self) -> bool | None:  # type: ignore[override]
+            cycle = self.cycle
+            if self._lingering or cycle is None:
+                return None
+            if self.pipeline or not (cycle.response_complete or cycle.more_body):
+                self._eof = True  # keep our side open until the last answer is written
+                return True
+            return None
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -192,16 +235,37 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
             if receive_timeout > 0:
                 self._receive_timer = self.loop.call_later(receive_timeout, self._timed_out)
 
+        def on_headers_complete(self) -> None:
+            self._refusal = _refusal(self.headers, self.parser.get_http_version())
+            if self._refusal is not None:
+                # Stops the parser; uvicorn then answers through send_400_response.
+                raise self._refusal
+            previous = self.cycle
+            super().on_headers_complete()
+            cycle: Any = self.cycle
+            if cycle is previous:
+                return  # an upgrade: no cycle of ours
+            cycle.transport = _CycleTransport(self, cycle)
+            if self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
+                _keep_http10_alive(cycle)
+
         def on_message_complete(self) -> None:
             self._stop_receive_timer()
             super().on_message_complete()
 
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._eof and not self.pipeline and self.cycle.response_complete:
+                self.transport.close()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_receive_timer()
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:
-            self._refuse(RequestError(f"malformed HTTP request: {msg}"))
+            self._refuse(self._refusal or RequestError(f"malformed HTTP request: {msg}"))
 
         def _timed_out(self) -> None:
             self._receive_timer = None
@@ -225,9 +289,81 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
                 "connection: close\r\n\r\n"
             )
             self.transport.write(head.encode("latin-1") + body)
-            self.transport.close()
+            self.close_lingering()
+
+        def close_lingering(self) -> None:
+            """Shut our side, then read and drop what the client still sends until it
+            stops for LINGER_TIMEOUT (LINGER_TIME at most), as `http11` does."""
+            transport = self.transport
+            if self._lingering or transport.is_closing():
+                return
+            self._lingering = True
+            self._stop_receive_timer()
+            now = self.loop.time()
+            self._last_read, self._linger_until = now, now + LINGER_TIME
+            if transport.can_write_eof():
+                transport.write_eof()
+            self.flow.resume_reading()
+            self._linger_timer = self.loop.call_later(LINGER_TIMEOUT, self._linger_check)
+
+        def _linger_check(self) -> None:
+            now = self.loop.time()
+            end = min(self._last_read + LINGER_TIMEOUT, self._linger_until)
+            if now < end:
+                self._linger_timer = self.loop.call_later(end - now, self._linger_check)
+            else:
+                self._linger_timer = None
+                self.transport.close()
 
     return Protocol
+
+
+class _CycleTransport:
+    """The transport one uvicorn request cycle writes to: closing it while that request's
+    body is still arriving (the 413 of a body over the limit) closes lingering."""
+
+    def __init__(self, protocol: Any, cycle: Any) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+        self._transport = protocol.transport
+        self.write = self._transport.write
+        self.is_closing = self._transport.is_closing
+
+    def close(self) -> None:
+        if self._cycle.more_body:
+            self._protocol.close_lingering()
+        else:
+            self._transport.close()
+
+
+def _refusal(headers: list[tuple[bytes, bytes]], http_version: str) -> EnsemblerError | None:
+    """What `semantics` refuses in a request head (names are lower case, as uvicorn's)."""
+    hosts = 0
+    for name, value in headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"transfer-encoding":
+            unsupported = semantics.transfer_coding_error(value)
+            if unsupported is not None:
+                return unsupported
+    return semantics.host_error(hosts, http_version)
+
+
+def _keep_http10_alive(cycle: Any) -> None:
+    """Keep an HTTP/1.0 ``Connection: keep-alive`` request's connection open after the
+    answer, and say so in the answer (an HTTP/1.0 client closes without the header)."""
+    cycle.keep_alive = True
+    send = cycle.send
+
+    async def send_keeping_alive(message: Message) -> None:
+        if message["type"] == "http.response.start" and cycle.keep_alive:
+            headers = list(message.get("headers", ()))
+            if not any(name.lower() == b"connection" for name, _ in headers):
+                headers.append((b"connection", b"keep-alive"))
+                message = {**message, "headers": headers}
+        await send(message)
+
+    cycle.send = send_keeping_alive
 
 
 def _graceful_server(config: Any, core: Core) -> Any:

@@ -9,11 +9,13 @@
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── RequestTimeout (408 request_timeout)
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedEncoding (415 unsupported_encoding)  a Content-Encoding we do not decode
     ├── HeadersTooLarge (431 headers_too_large)
     ├── EnsembleFailed (500 ensemble_error)        the ensembler raised
     │   └── EnsembleRowFailed                        ... for one row of a batch (names it)
     ├── SerializationFailed (500 serialization_error)  its answer is not JSON-able
     ├── EnsemblerCrashed (500 ensembler_crashed)   its process died answering (--isolate)
+    ├── UnsupportedTransferCoding (501 not_implemented)  a transfer coding but chunked
     ├── Overloaded (503 overloaded)
     ├── DeadlineExceeded (504 deadline_exceeded)
     ├── LoadError (model_load_error)               the model could not be loaded
@@ -83,6 +85,11 @@ class PayloadTooLarge(EnsemblerError):
     type = "payload_too_large"
 
 
+class UnsupportedEncoding(EnsemblerError):
+    status = 415
+    type = "unsupported_encoding"
+
+
 class HeadersTooLarge(EnsemblerError):
     status = 431
     type = "headers_too_large"
@@ -113,6 +120,11 @@ class SerializationFailed(EnsemblerError):
 
 class EnsemblerCrashed(EnsemblerError):
     type = "ensembler_crashed"
+
+
+class UnsupportedTransferCoding(EnsemblerError):
+    status = 501
+    type = "not_implemented"
 
 
 class Overloaded(EnsemblerError):

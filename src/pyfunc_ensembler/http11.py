@@ -10,9 +10,12 @@ the event loop's pass that produced them (`ServerState.send`).
 
 Parsing is strict (llhttp's defaults, no leniencies): a malformed request, two
 Content-Length headers, or Content-Length with Transfer-Encoding is answered with 400
-and the connection is closed. A refused request (400, 408, 413, 431) is closed
-*lingering*: our write side is shut, and what the client still sends is read and
-dropped for a bounded time and size, so that it reads our answer instead of a reset.
+and the connection is closed; so are the HTTP rules of `semantics` (one Host, 501 for a
+transfer coding but chunked, gzip/deflate bodies decoded, 415 for other codings). A
+refused request (400, 408, 413, 415, 431, 501) is closed *lingering*: our write side is
+shut, and what the client still sends is read and dropped, bounded by time only (as
+nginx's ``lingering_time`` and ``lingering_timeout``), so that a client that writes its
+whole body before it reads, however large, reads our answer instead of a reset.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from pyfunc_ensembler import semantics
 from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.errors import (
     EnsemblerError,
@@ -58,11 +62,14 @@ _ALLOW_POST = ((b"Allow", b"POST"),)
 # What to do with the connection once an answer is written.
 KEEP, CLOSE, LINGER = 0, 1, 2
 
-# After a refusal, unread request bytes are read and dropped up to this much or this
-# long; closing with unread data would make the kernel send a reset, and a client
-# still writing its body would then never read the answer.
-LINGER_BYTES = 16 * 1024 * 1024
-LINGER_SECONDS = 2.0
+# After a refusal, what the client still sends is read and dropped until it has sent
+# nothing for LINGER_TIMEOUT seconds, for LINGER_TIME at most (nginx's lingering_timeout
+# and lingering_time): closing with unread data would make the kernel send a reset, and
+# a client still writing its body would then never read the answer. No bound on bytes:
+# a client on a fast link writes gigabytes in LINGER_TIME, and Python's http.client
+# reads only once it has written them all.
+LINGER_TIMEOUT = 5.0
+LINGER_TIME = 30.0
 # Requests parsed but not yet answered (async ensemblers): above this, stop reading.
 MAX_PIPELINE = 32
 # The longest a finished keep-alive answer waits for the others of its pass (seconds).
@@ -223,6 +230,10 @@ class Connection(asyncio.Protocol):
         self._unseen = 0  # bytes of a header httptools holds until it is complete
         self._declared = -1
         self._expect_continue = False
+        self._hosts = 0
+        self._transfer_coding = b""  # a Transfer-Encoding other than plain chunked
+        self._content_coding = b""
+        self._codings: semantics.Codings = ()
         self._decided: tuple[tuple[int, bytes], ExtraHeaders] | None = None
         self._mode = KEEP
         self._head = False
@@ -233,7 +244,7 @@ class Connection(asyncio.Protocol):
         self._stalled_until = 0.0  # when a client that does not read its answers is dropped
         self._stopped = False  # no more requests are parsed from this connection
         self._lingering = False
-        self._lingered = 0
+        self._linger_until = 0.0
         self._reading_paused = False
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -261,9 +272,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
-            self._lingered += len(data)
-            if self._lingered > LINGER_BYTES:
-                self._close()
+            self._deadline = min(time.monotonic() + LINGER_TIMEOUT, self._linger_until)
             return
         if self._stopped:
             return
@@ -328,6 +337,10 @@ class Connection(asyncio.Protocol):
         self._unseen = 0
         self._declared = -1
         self._expect_continue = False
+        self._hosts = 0
+        self._transfer_coding = b""
+        self._content_coding = b""
+        self._codings = ()
         timeout = self.limits.receive_timeout
         self._deadline = time.monotonic() + timeout if timeout > 0 else 0.0
 
@@ -346,10 +359,18 @@ class Connection(asyncio.Protocol):
         if not self._in_head:
             return  # a trailer after a chunked body: counted, not passed on
         self._headers.append((name, value))
+        # Compared by length first: most headers are none of these, and cost no lower().
         if size == 14 and name.lower() == b"content-length":
             self._declared = int(value)  # llhttp has checked it is one plain number
+        elif size == 4 and name.lower() == b"host":
+            self._hosts += 1
         elif size == 6 and name.lower() == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            if value.lower() != b"chunked":
+                self._transfer_coding += b"," + value if self._transfer_coding else value
+        elif size == 16 and name.lower() == b"content-encoding":
+            self._content_coding += b"," + value if self._content_coding else value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -366,6 +387,19 @@ class Connection(asyncio.Protocol):
                 self._stop(MethodNotAllowed("this server is not a proxy"), _ALLOW_POST)
         if self._declared > self._max_body:
             self._stop(PayloadTooLarge(self._body_too_large(self._declared)))
+        if self._hosts != 1:
+            error = semantics.host_error(self._hosts, parser.get_http_version())
+            if error is not None:
+                self._stop(error)
+        if self._transfer_coding:
+            unsupported = semantics.transfer_coding_error(self._transfer_coding)
+            if unsupported is not None:
+                self._stop(unsupported)
+        if self._content_coding:
+            try:
+                self._codings = semantics.content_codings(self._content_coding)
+            except EnsemblerError as error:
+                self._stop(error, semantics.ACCEPT_ENCODING)
         self._decided = self.core.route(method.decode(), self._path(), self)
         if self._expect_continue and parser.get_http_version() == "1.1":
             self._send_continue()
@@ -378,17 +412,24 @@ class Connection(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        decided = self._decided
+        body = b""
+        if decided is None:
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            if self._codings:
+                try:
+                    body = semantics.decode(body, self._codings, self._max_body)
+                except EnsemblerError as error:
+                    self._stop(error)
         self._receiving = False
         self._deadline = 0.0
         mode = self._mode
         if mode != KEEP:
             self._stopped = True  # llhttp refuses anything after a closing request anyway
-        decided = self._decided
         if decided is not None:
             (status, answer), extra = decided
             self._respond(status, answer, extra, mode)
             return
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         if self.core.is_async:
             self._queue.append((None, body, self._headers, mode, self._head))
             self._start_worker()
@@ -534,7 +575,9 @@ class Connection(asyncio.Protocol):
         assert transport is not None
         self._stopped = True
         self._lingering = True
-        self._deadline = time.monotonic() + LINGER_SECONDS
+        now = time.monotonic()
+        self._linger_until = now + LINGER_TIME
+        self._deadline = now + LINGER_TIMEOUT
         if transport.can_write_eof():
             transport.write_eof()
         if self._reading_paused:
