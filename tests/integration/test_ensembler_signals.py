@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import ROOT, Server, children, free_port, scrape, wait_for_children
@@ -141,3 +149,81 @@ def test_an_ensembler_without_prometheus_client_adds_nothing(example_model: Path
     finally:
         server.stop()
     assert [name for name, _ in parsed(text) if not name.startswith("ensembler_")] == []
+
+
+def test_a_real_prometheus_scrapes_two_workers(instrumented_model: Path, tmp_path: Path) -> None:
+    """Prometheus itself (Debian's package; .ci/run installs it) scrapes a 2-worker server."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is not installed (.ci/run installs it)")
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
+    server = Server([str(instrumented_model), "--workers", "2"]).start()
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: ensembler\n    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
+    )
+    prometheus = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        send(server, 24)
+        # Prometheus' own parser took the whole page: the target is up, with no error.
+        target = wait_for(lambda: _healthy_target(port))
+        assert target["lastError"] == ""
+        queries = {
+            'sum(routes_missing_total{route="model-b"})': 24,
+            'sum(answered_score_bucket{le="0.9"})': 24,
+            "sum(usable_routes_count)": 24,
+            'sum(ensembler_requests_total{code="200"})': 24,
+            "ensembles_in_progress": 0,
+        }
+        for query, expected in queries.items():
+            wait_for(lambda q=query, e=expected: _query(port, q) == e)
+    finally:
+        prometheus.terminate()
+        _, err = prometheus.communicate(timeout=30)
+        server.stop()
+    assert prometheus.returncode == 0, err.decode()[-2000:]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60) -> Any:
+    """`check()`'s first truthy value, polled until `timeout` (Prometheus scrapes each second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{check} stayed false for {timeout} s")
+
+
+def _prometheus_api(port: int, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return json.load(response)["data"]
+    except OSError:
+        return None  # not up yet
+
+
+def _healthy_target(port: int) -> dict[str, Any] | None:
+    data = _prometheus_api(port, "/api/v1/targets")
+    targets = data["activeTargets"] if data else []
+    return next((t for t in targets if t["health"] == "up"), None)
+
+
+def _query(port: int, query: str) -> float | None:
+    data = _prometheus_api(port, "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+    if not data or not data["result"]:
+        return None
+    (result,) = data["result"]
+    return float(result["value"][1])
