@@ -20,8 +20,7 @@ from pyfunc_ensembler.errors import (
     LoadError,
     RequestError,
 )
-
-__version__ = "0.1.0"
+from pyfunc_ensembler.version import __version__
 
 __all__ = [
     "EnsembleFailed",

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pyfunc_ensembler import __version__
 from pyfunc_ensembler.errors import EnsemblerError, LoadError, MissingExtra, UsageError
 from pyfunc_ensembler.image import DEFAULT_IMAGE_REPO
 from pyfunc_ensembler.settings import Settings, env_name, parse_value
+from pyfunc_ensembler.version import __version__
 
 SERVE_EXAMPLES = """\
 examples:

@@ -25,8 +25,8 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pyfunc_ensembler import __version__
 from pyfunc_ensembler.errors import LoadError
+from pyfunc_ensembler.version import __version__
 
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 """Python minors our package and its compiled dependencies are built and tested for."""

@@ -316,7 +316,7 @@ def _alive(pid: int) -> bool:
 
 def model_info(info: ModelInfo) -> dict[str, str]:
     """The labels of ``ensembler_model_info``, plus the load time (`Metrics` keeps it apart)."""
-    from pyfunc_ensembler import __version__
+    from pyfunc_ensembler.version import __version__
 
     return {
         "model_uri": info.uri,

@@ -11,8 +11,8 @@ from typing import Any
 import cloudpickle
 import mlflow.pyfunc
 
-from pyfunc_ensembler import __version__
 from pyfunc_ensembler.base import EnsemblerBase
+from pyfunc_ensembler.version import __version__
 
 
 class PyFunc(EnsemblerBase, mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
