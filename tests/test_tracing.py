@@ -20,11 +20,15 @@ def _spans(stderr: str) -> list[dict[str, object]]:
     return [json.loads(block) for block in re.findall(r"^\{\n.*?^\}$", stderr, re.M | re.S)]
 
 
-@pytest.mark.parametrize("threads", [[], ["--sync-threads", "2"]], ids=["inline", "thread-pool"])
+@pytest.mark.parametrize(
+    "runs_in",
+    [[], ["--sync-threads", "2"], ["--isolate"]],
+    ids=["inline", "thread-pool", "own-process"],
+)
 def test_request_and_ensemble_spans_follow_traceparent(
-    test_models: dict[str, Path], threads: list[str]
+    test_models: dict[str, Path], runs_in: list[str]
 ) -> None:
-    server = Server([str(test_models["faulty"]), "--tracing", "console", *threads]).start()
+    server = Server([str(test_models["faulty"]), "--tracing", "console", *runs_in]).start()
     try:
         headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
         assert server.post_json(BODY, headers) == (200, "ok")

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from pyfunc_ensembler import semantics
-from pyfunc_ensembler.core import Core, force_exit
+from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.errors import (
     EnsemblerError,
     HeadersTooLarge,
@@ -27,6 +27,7 @@ from pyfunc_ensembler.errors import (
     UnsupportedEncoding,
 )
 from pyfunc_ensembler.http11 import LINGER_TIME, LINGER_TIMEOUT
+from pyfunc_ensembler.lifecycle import force_exit
 from pyfunc_ensembler.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -77,10 +78,9 @@ class App:
         except EnsemblerError as error:
             await _send(send, *self.core.error(error), (_CLOSE,))
             return
-        if self.core.is_async:
-            status, answer = await self.core.handle_async(body, scope["headers"])
-        else:
-            status, answer = self.core.handle(body, scope["headers"])
+        # Whatever runs the ensembler (a sync one inline): uvicorn costs far more than
+        # the one coroutine this adds, and the app needs no branch.
+        status, answer = await self.core.handle_async(body, scope["headers"])
         await _send(send, status, answer)
 
     async def _read_body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +22,7 @@ def check(settings: Settings, request: Path | None, headers: Sequence[str]) -> i
         return 0
     raw_headers = [_header(h) for h in headers]
     core = Core(ensembler, debug=True)
-    if core.is_async:
-        import asyncio
-
-        status, answer = asyncio.run(core.handle_async(request.read_bytes(), raw_headers))
-    else:
-        status, answer = core.handle(request.read_bytes(), raw_headers)
+    status, answer = asyncio.run(core.handle_async(request.read_bytes(), raw_headers))
     sys.stdout.write(answer.decode() + "\n")
     if status != 200:
         print(f"pyfunc-ensembler: the request was answered with status {status}", file=sys.stderr)

@@ -1,26 +1,22 @@
-"""The transport-free core: request body bytes and raw headers -> (status, answer bytes).
+"""The worker's gate around the answer pipeline: request line, body and headers -> answer.
 
 Front ends (the native HTTP server, the ASGI app) only move bytes; everything a
-request means is decided here, so every front end answers the same way.
+request means is decided here, so every front end answers the same way: the probes
+and other GET endpoints, admission (back-pressure), the deadline, the in-flight count,
+the request metrics and the access log. The answer itself comes from a
+`pipeline.Runner`, which knows where the ensembler runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
-import os
-import signal
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from pyfunc_ensembler.contract import Headers, headers_from_raw
 from pyfunc_ensembler.errors import (
     DeadlineExceeded,
-    EnsembleFailed,
     EnsemblerError,
     MethodNotAllowed,
     NotFound,
@@ -28,35 +24,40 @@ from pyfunc_ensembler.errors import (
     error_body,
 )
 from pyfunc_ensembler.health import Readiness, endpoints
-from pyfunc_ensembler.loader import Ensembler
 from pyfunc_ensembler.metrics import Metrics, model_info
-from pyfunc_ensembler.serialization import dumps, loads
+from pyfunc_ensembler.pipeline import (
+    REQUEST_ID_HEADER,
+    Answer,
+    Answered,
+    RawHeaders,
+    Runner,
+    SyncRunner,
+    failure,
+    runner_for,
+)
 
 if TYPE_CHECKING:
-    from pyfunc_ensembler.isolation import EnsemblerProcess
+    from pyfunc_ensembler.loader import Ensembler
     from pyfunc_ensembler.settings import Settings
 
-logger = logging.getLogger("pyfunc_ensembler.core")
 access_logger = logging.getLogger("pyfunc_ensembler.access")
 
-Answer = tuple[int, bytes]
-RawHeaders = Iterable[tuple[bytes, bytes]]
 ExtraHeaders = tuple[tuple[bytes, bytes], ...]
 
-REQUEST_ID_HEADER = "Turing-Req-Id"
 ENSEMBLE_PATH = "/ensemble"
 ALLOW_POST = ((b"allow", b"POST"),)
 ALLOW_GET = ((b"allow", b"GET, HEAD"),)
 # Overloaded workers ask the client to come back shortly rather than queueing it.
 RETRY_AFTER = ((b"retry-after", b"1"),)
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
 class Core:
-    """Answers ``POST /ensemble`` bodies with one loaded ensembler.
+    """One worker's gate: answers every request of every front end with one ensembler.
 
-    It also keeps what every front end shares: the request metrics, the in-flight
-    count behind back-pressure, the deadline, and readiness (`drain` is the hook a
-    front end calls when its shutdown begins).
+    It keeps what the front ends share: the request metrics, the in-flight count behind
+    back-pressure, the deadline, and readiness (`drain` is the hook a front end calls
+    when its shutdown begins). `runner` answers ``POST /ensemble`` bodies.
     """
 
     def __init__(
@@ -72,7 +73,6 @@ class Core:
     ) -> None:
         self.ensembler = ensembler
         self.debug = debug
-        self._call = ensembler.call
         self.metrics = metrics if metrics is not None else Metrics(info=model_info(ensembler.info))
         self.readiness = Readiness()
         self.max_concurrency = max_concurrency
@@ -83,16 +83,8 @@ class Core:
         """How long the last ``POST /ensemble`` took to answer (front ends adapt to it)."""
         self._burst = 0
         self._senders: set[int] = set()  # ids of the connections counted in this burst
-        self._pool = (
-            ThreadPoolExecutor(sync_threads, thread_name_prefix="ensemble")
-            if sync_threads > 0 and not ensembler.is_async
-            else None
-        )
-        # Front ends await `handle_async` when this is true: async ensemblers, sync ones
-        # sent to the thread pool, and any in a process of its own (`isolate`).
-        self.is_async = ensembler.is_async or self._pool is not None
-        self._process: EnsemblerProcess | None = None
         self._endpoints = endpoints(self.readiness, self.metrics)
+        self.run_in(runner_for(ensembler, debug=debug, threads=sync_threads))
 
     @classmethod
     def from_settings(
@@ -108,10 +100,13 @@ class Core:
             access_log=settings.access_log,
         )
 
-    def isolate(self, process: EnsemblerProcess) -> None:
-        """Answer ``POST /ensemble`` through `process` (``--isolate``) from now on."""
-        self._process = process
-        self.is_async = True
+    def run_in(self, runner: Runner) -> None:
+        """Answer ``POST /ensemble`` through `runner` from now on (``--isolate``, tracing)."""
+        self.runner = runner
+        # Front ends await `handle_async` when this is true: async ensemblers, sync ones
+        # sent to the thread pool, and any in a process of its own.
+        self.is_async = not isinstance(runner, SyncRunner)
+        self._answer_now = runner.answer_now if isinstance(runner, SyncRunner) else _must_await
 
     def drain(self) -> None:
         """A shutdown began: readiness goes false; requests in flight still finish."""
@@ -189,80 +184,25 @@ class Core:
         self._senders.clear()
 
     def handle(self, body: bytes, raw_headers: RawHeaders) -> Answer:
-        """Answer one request with a synchronous ensembler."""
+        """Answer one request with a synchronous ensembler run inline."""
         started = self._enter()
-        headers = headers_from_raw(raw_headers)
-        ensemble_seconds = None
-        try:
-            request = loads(body)
-            called = perf_counter()
-            try:
-                result = self._call(request, headers)
-            finally:
-                ensemble_seconds = perf_counter() - called
-            answer = 200, dumps(result)
-        except Exception as exc:
-            answer = self.fail(exc, headers)
-        return self._leave(answer, started, ensemble_seconds, len(body), headers)
+        status, answer, ensemble_seconds = self._answer_now(body, raw_headers)
+        return self._leave(status, answer, started, ensemble_seconds, len(body), raw_headers)
 
     async def handle_async(self, body: bytes, raw_headers: RawHeaders) -> Answer:
-        """Answer one request with an ``async def ensemble`` (awaited on the running loop),
-        with a sync one in the thread pool, or through the ensembler's own process."""
-        if self._process is not None:
-            return await self._handle_isolated(self._process, body, raw_headers)
+        """Answer one request wherever the ensembler runs: awaited on the running loop,
+        in the thread pool, in its own process (or inline)."""
         started = self._enter()
-        headers = headers_from_raw(raw_headers)
-        ensemble_seconds = None
         try:
-            request = loads(body)
-            called = perf_counter()
-            try:
-                result = await self._await_call(request, headers, started)
-            finally:
-                ensemble_seconds = perf_counter() - called
-            answer = 200, dumps(result)
-        except Exception as exc:
-            answer = self.fail(exc, headers)
+            status, answer, ensemble_seconds = await self.runner.answer(
+                body, raw_headers, self.deadline
+            )
         except BaseException:
             # Cancelled (the client or the server went away): free its concurrency slot,
             # or enough of these would leave the worker answering 503 for ever.
             self._abandon()
             raise
-        return self._leave(answer, started, ensemble_seconds, len(body), headers)
-
-    async def _handle_isolated(
-        self, process: EnsemblerProcess, body: bytes, raw_headers: RawHeaders
-    ) -> Answer:
-        # The ensembler process parses, calls and serializes (and logs the ensembler's
-        # errors); here only what the worker owns: the deadline, metrics, access log.
-        started = self._enter()
-        headers = headers_from_raw(raw_headers)
-        ensemble_seconds = None
-        try:
-            status, answer, ensemble_seconds = await process.ask(body, raw_headers, self.deadline)
-            result = status, answer
-        except Exception as exc:
-            result = self.fail(exc, headers)
-        except BaseException:
-            self._abandon()
-            raise
-        return self._leave(result, started, ensemble_seconds, len(body), headers)
-
-    async def _await_call(self, request: Any, headers: Headers, started: float) -> Any:
-        if self._pool is not None:
-            # In the request's context, so that tracing spans and the like follow it.
-            call = functools.partial(contextvars.copy_context().run, self._call, request, headers)
-            pending = asyncio.get_running_loop().run_in_executor(self._pool, call)
-        else:
-            pending = self._call(request, headers)
-        if self.deadline is None:
-            return await pending
-        try:
-            return await asyncio.wait_for(pending, self.deadline - (perf_counter() - started))
-        except asyncio.TimeoutError:
-            if perf_counter() - started < self.deadline:
-                raise  # the ensembler's own timeout, not ours
-            raise DeadlineExceeded(f"no answer within {self.deadline} s") from None
+        return self._leave(status, answer, started, ensemble_seconds, len(body), raw_headers)
 
     def _enter(self) -> float:
         self.in_flight += 1
@@ -275,48 +215,38 @@ class Core:
 
     def _leave(
         self,
-        answer: Answer,
+        status: int,
+        answer: bytes,
         started: float,
         ensemble_seconds: float | None,
         request_bytes: int,
-        headers: Headers,
+        raw_headers: RawHeaders,
     ) -> Answer:
         seconds = self.last_seconds = perf_counter() - started
-        if self.deadline is not None and seconds > self.deadline and answer[0] != 504:
+        if self.deadline is not None and seconds > self.deadline and status != 504:
             # A sync ensembler cannot be interrupted; its late answer is useless to a
             # router that has already given up, so say what happened instead.
-            answer = self.fail(DeadlineExceeded(f"answered after {seconds:.3f} s"), headers)
+            late = DeadlineExceeded(f"answered after {seconds:.3f} s")
+            status, answer = self.fail(late, headers_from_raw(raw_headers))
         self.in_flight -= 1
         metrics = self.metrics
         metrics.set_in_flight(self.in_flight)
-        metrics.observe(answer[0], seconds, ensemble_seconds, request_bytes, len(answer[1]))
+        metrics.observe(status, seconds, ensemble_seconds, request_bytes, len(answer))
         if self.access_log:
             access_logger.info(
                 "POST %s %d %.3fms in=%dB out=%dB",
                 ENSEMBLE_PATH,
-                answer[0],
+                status,
                 seconds * 1000,
                 request_bytes,
-                len(answer[1]),
-                extra={"request_id": headers.get(REQUEST_ID_HEADER)},
+                len(answer),
+                extra={"request_id": _request_id(raw_headers)},
             )
-        return answer
+        return status, answer
 
     def fail(self, exc: BaseException, headers: Headers | None = None) -> Answer:
         """Log `exc` once, with the request id, and turn it into its JSON answer."""
-        error = exc if isinstance(exc, EnsemblerError) else EnsembleFailed.wrap(exc)
-        request_id = headers.get(REQUEST_ID_HEADER) if headers is not None else None
-        level = logging.ERROR if error.status >= 500 else logging.INFO
-        logger.log(
-            level,
-            "%s %s: %s",
-            error.status,
-            error.type,
-            error.message,
-            exc_info=error.__cause__ if level == logging.ERROR else None,
-            extra={"request_id": request_id},
-        )
-        return error.status, error_body(error, debug=self.debug)
+        return failure(exc, headers, debug=self.debug)
 
     def error(self, error: EnsemblerError) -> Answer:
         """The answer for an error a front end found itself (413, 400, ...); counted."""
@@ -327,20 +257,15 @@ class Core:
         return error.status, error_body(error, debug=self.debug)
 
 
-def force_exit(signum: int) -> None:
-    """A second SIGTERM/SIGINT during a graceful shutdown: leave now, in-flight or not."""
-    logger.warning(
-        "second %s: exiting without waiting for requests in flight", _signal_name(signum)
-    )
-    logging.shutdown()
-    os._exit(1)
+def _must_await(body: bytes, raw_headers: RawHeaders) -> Answered:
+    raise TypeError("this ensembler is awaited (async, threads, its own process): handle_async")
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
+def _request_id(raw_headers: RawHeaders) -> str | None:
+    for name, value in raw_headers:
+        if name.lower() == _REQUEST_ID:
+            return value.decode("latin-1")
+    return None
 
 
 def describe(ensembler: Ensembler) -> dict[str, Any]:

@@ -5,11 +5,12 @@ Without it the ensembler runs in the worker, and an ensembler that ends its proc
 With it each worker, before it serves, forks a *zygote*: a copy of itself holding the
 loaded model, which only ever forks ensembler processes on the worker's demand::
 
-    worker (HTTP, limits, deadline, metrics) ──socket pair── ensembler process (Core.handle)
+    worker (HTTP, limits, deadline, metrics) ──socket pair── ensembler process (pipeline)
         └── control socket ── zygote ── fork ───────────────────────┘
 
-The worker sends each request's body and headers to its ensembler process and answers
-from what comes back. When that process dies, the worker answers the requests it held
+`EnsemblerProcess` is the worker's `pipeline.Runner`: it sends each request's body and
+headers to its ensembler process, which runs the pipeline, and answers from what comes
+back. When that process dies, the worker answers the requests it held
 500 ``ensembler_crashed`` (saying how it died) and starts the next one from the zygote:
 a fork of a process that never served nor started a thread, so it starts clean, at once,
 sharing the model's pages. A sync ensembler answers its requests in order, so a crash
@@ -30,15 +31,21 @@ import resource
 import signal
 import socket
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
-from pyfunc_ensembler.core import Core, RawHeaders
+from pyfunc_ensembler.contract import headers_from_raw
 from pyfunc_ensembler.errors import DeadlineExceeded, EnsemblerCrashed
-from pyfunc_ensembler.native import new_event_loop
-from pyfunc_ensembler.supervisor import describe_exit, die_with_parent
+from pyfunc_ensembler.lifecycle import describe_exit, fork, new_event_loop
+from pyfunc_ensembler.pipeline import (
+    Answered,
+    RawHeaders,
+    Runner,
+    SyncRunner,
+    failure,
+    runner_for,
+)
 
 if TYPE_CHECKING:
     from pyfunc_ensembler.loader import Ensembler
@@ -49,7 +56,8 @@ logger = logging.getLogger("pyfunc_ensembler.isolation")
 # Worker -> ensembler process: request id, headers length, headers + body length; then
 # the headers, then the body. Every frame's head ends with the length of what follows.
 REQUEST = struct.Struct("<III")
-# Ensembler process -> worker: request id, status, flags, seconds spent, answer length.
+# Ensembler process -> worker: request id, status, flags, seconds the ensembler's call
+# took (negative: not called), answer length.
 ANSWER = struct.Struct("<IHBdI")
 RETIRE = 1  # flag: this process passed --max-ensembler-rss; send it nothing more
 
@@ -57,9 +65,6 @@ RETIRE = 1  # flag: this process passed --max-ensembler-rss; send it nothing mor
 COMMAND = struct.Struct("<ci")
 SPAWN, REAP = b"s", b"r"
 NUMBER = struct.Struct("<i")
-
-Answered = tuple[int, bytes, float]
-"""status, answer bytes, seconds the ensembler process spent on it"""
 
 
 class Zygote:
@@ -73,7 +78,7 @@ class Zygote:
         # The listening socket is not held open in it: a draining worker's closed port
         # must refuse connections at once.
         run = functools.partial(_run_zygote, ensembler=ensembler, settings=settings)
-        _, control = _fork("ensembler zygote", run, listening, socket.SOCK_SEQPACKET)
+        _, control = fork("ensembler zygote", run, listening, socket.SOCK_SEQPACKET)
         return cls(control)
 
     def spawn(self) -> tuple[int, socket.socket]:
@@ -93,49 +98,13 @@ class Zygote:
         return int(NUMBER.unpack(message)[0])
 
 
-def _fork(
-    what: str,
-    run: Callable[[socket.socket], None],
-    inherited: socket.socket,
-    kind: int = socket.SOCK_STREAM,
-) -> tuple[int, socket.socket]:
-    """Fork a process that runs `run` on its end of a new socket pair, then exits (status
-    0 once `run` returns); `inherited` is closed there. Its pid, and our end."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            inherited.close()
-            ours.close()
-            _detach(parent)
-            run(theirs)
-            code = 0
-        except BaseException:
-            logger.exception("%s %d failed", what, os.getpid())
-        finally:
-            os._exit(code)
-    theirs.close()
-    return pid, ours
-
-
-def _detach(parent: int) -> None:
-    """Zygote and ensembler processes leave signals to the worker and end with it: it
-    drains on SIGTERM while they answer what it still waits for, then closes their
-    sockets, which ends them; the kernel kills them if it dies first."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent(signal.SIGKILL, parent)
-
-
 def _run_zygote(control: socket.socket, ensembler: Ensembler, settings: Settings) -> None:
     """Fork ensembler processes, and reap them, as the worker asks, until it goes."""
     run = functools.partial(_run_ensembler, ensembler=ensembler, settings=settings)
     while command := control.recv(COMMAND.size):
         operation, pid = COMMAND.unpack(command)
         if operation == SPAWN:
-            pid, sock = _fork("ensembler process", run, control)
+            pid, sock = fork("ensembler process", run, control)
             socket.send_fds(control, [NUMBER.pack(pid)], [sock.fileno()])
             sock.close()
         else:
@@ -145,15 +114,15 @@ def _run_zygote(control: socket.socket, ensembler: Ensembler, settings: Settings
 
 
 def _run_ensembler(sock: socket.socket, ensembler: Ensembler, settings: Settings) -> None:
-    core = Core(ensembler, debug=settings.debug)
+    runner = runner_for(ensembler, debug=settings.debug)
     loop = new_event_loop()
-    loop.run_until_complete(_answer(sock, core, settings.max_ensembler_rss << 10))
+    loop.run_until_complete(_answer(sock, runner, settings.max_ensembler_rss << 10))
 
 
-async def _answer(sock: socket.socket, core: Core, max_rss_kib: int) -> None:
+async def _answer(sock: socket.socket, runner: Runner, max_rss_kib: int) -> None:
     loop = asyncio.get_running_loop()
     closed = loop.create_future()
-    await loop.create_unix_connection(lambda: _Answering(core, max_rss_kib, closed), sock=sock)
+    await loop.create_unix_connection(lambda: _Answering(runner, max_rss_kib, closed), sock=sock)
     await closed
 
 
@@ -185,10 +154,12 @@ class _Reader:
 
 
 class _Answering(asyncio.Protocol):
-    """The ensembler process's side: answer each request frame with the core."""
+    """The ensembler process's side: answer each request frame with the pipeline; a sync
+    ensembler's in order, at once, an async one's each in a task of its own."""
 
-    def __init__(self, core: Core, max_rss_kib: int, closed: asyncio.Future[None]) -> None:
-        self.core = core
+    def __init__(self, runner: Runner, max_rss_kib: int, closed: asyncio.Future[None]) -> None:
+        self.answer_now = runner.answer_now if isinstance(runner, SyncRunner) else None
+        self.runner = runner
         self.max_rss_kib = max_rss_kib
         self.closed = closed
         self.reader = _Reader(REQUEST)
@@ -201,25 +172,23 @@ class _Answering(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for (request_id, headers_length, _), frame in self.reader.frames(data):
             body, headers = frame[headers_length:], _split_headers(frame[:headers_length])
-            if self.core.is_async:
+            if self.answer_now is None:
                 _keep(self.tasks, self._answer_async(request_id, body, headers))
             else:
-                started = perf_counter()
-                status, answer = self.core.handle(body, headers)
-                self._send(request_id, status, answer, perf_counter() - started)
+                self._send(request_id, *self.answer_now(body, headers))
 
     async def _answer_async(
         self, request_id: int, body: bytes, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        started = perf_counter()
-        status, answer = await self.core.handle_async(body, headers)
-        self._send(request_id, status, answer, perf_counter() - started)
+        # The worker keeps the deadline: it gives up on the answer, or kills this process.
+        self._send(request_id, *await self.runner.answer(body, headers, None))
 
-    def _send(self, request_id: int, status: int, answer: bytes, seconds: float) -> None:
+    def _send(self, request_id: int, status: int, answer: bytes, seconds: float | None) -> None:
         assert self.transport is not None
         flags = RETIRE if self.max_rss_kib and _peak_rss_kib() > self.max_rss_kib else 0
+        called = -1.0 if seconds is None else seconds
         self.transport.writelines(
-            (ANSWER.pack(request_id, status, flags, seconds, len(answer)), answer)
+            (ANSWER.pack(request_id, status, flags, called, len(answer)), answer)
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -293,7 +262,7 @@ class _Link(asyncio.Protocol):
         for (request_id, status, flags, seconds, _), answer in self.reader.frames(data):
             future = self.pending.pop(request_id, None)
             if future is not None and not future.done():
-                future.set_result((status, answer, seconds))
+                future.set_result((status, answer, None if seconds < 0 else seconds))
             if flags & RETIRE and not self.retiring:
                 self.retiring = True
                 self.owner.replace(self)
@@ -344,17 +313,18 @@ _MAX_SENDS = 8
 
 
 class EnsemblerProcess:
-    """The worker's side: sends each request to the current ensembler process and
-    replaces that process when it dies or retires.
+    """The worker's side, its `pipeline.Runner`: sends each request to the current
+    ensembler process and replaces that process when it dies or retires.
 
     Requests go to the process as they come, without waiting for earlier answers; a
     sync process answers them one after another. When it dies, the request it was
     working on gets the 500 and those queued behind it go to the next process.
     """
 
-    def __init__(self, zygote: Zygote, *, in_order: bool) -> None:
+    def __init__(self, zygote: Zygote, *, in_order: bool, debug: bool = False) -> None:
         self._zygote = zygote
         self._in_order = in_order
+        self._debug = debug
         # Zygote calls block (briefly): a thread of their own keeps them off the loop,
         # and one thread keeps the control socket's questions and answers in order.
         self._calls = ThreadPoolExecutor(1, thread_name_prefix="zygote")
@@ -369,10 +339,18 @@ class EnsemblerProcess:
     ) -> EnsemblerProcess:
         """Fork the zygote: in a worker, before it starts any thread."""
         zygote = Zygote.start(ensembler, settings, listening)
-        return cls(zygote, in_order=not ensembler.is_async)
+        return cls(zygote, in_order=not ensembler.is_async, debug=settings.debug)
+
+    async def answer(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
+        """The answer to one request; the 500 ``ensembler_crashed`` if its process died
+        on it, the 504 past `timeout`."""
+        try:
+            return await self.ask(body, raw_headers, timeout)
+        except Exception as exc:
+            return (*failure(exc, headers_from_raw(raw_headers), debug=self._debug), None)
 
     async def ask(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
-        """The answer to one request; `EnsemblerCrashed` if the process died on it."""
+        """The process's answer; `EnsemblerCrashed` if it died on it, `DeadlineExceeded`."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         for _ in range(_MAX_SENDS):

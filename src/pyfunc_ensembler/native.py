@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
 
-from pyfunc_ensembler.core import Core, force_exit
+from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.http11 import Connection, Limits, ServerState
+from pyfunc_ensembler.lifecycle import BACKLOG, new_event_loop, on_signals
 from pyfunc_ensembler.settings import Settings
-from pyfunc_ensembler.supervisor import BACKLOG
 
 logger = logging.getLogger("pyfunc_ensembler.native")
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
@@ -34,14 +28,6 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
         loop.run_until_complete(_serve(sock, core, settings))
     finally:
         loop.close()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # no uvloop on Windows: asyncio's own loop works, slower
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
 def limits(settings: Settings) -> Limits:
@@ -59,7 +45,7 @@ async def _serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     listener = await loop.create_server(lambda: Connection(state), sock=sock, backlog=BACKLOG)
     clock = _Clock(loop, state, _tick_seconds(state.limits))
     stop = asyncio.Event()
-    restore = _on_signals(lambda: loop.call_soon_threadsafe(stop.set))
+    restore = on_signals(lambda: loop.call_soon_threadsafe(stop.set))
     try:
         await stop.wait()
         await shut_down(listener, state, settings.graceful_timeout)
@@ -113,27 +99,3 @@ def _tick_seconds(limits: Limits) -> float:
     """Once a second (the Date header's resolution), more often for short test timeouts."""
     timeouts = [t for t in (limits.receive_timeout, limits.keepalive_timeout) if t > 0]
     return max(0.05, min([1.0, *(t / 4 for t in timeouts)]))
-
-
-def _on_signals(begin_shutdown: Callable[[], Any]) -> Callable[[], None]:
-    """SIGTERM/SIGINT: the first begins the graceful shutdown, a second exits at once.
-
-    Plain `signal.signal` handlers rather than the loop's: they run even while a
-    synchronous ensembler blocks the loop, so a second signal always gets out.
-    """
-    received: list[int] = []
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if received:
-            force_exit(signum)
-        received.append(signum)
-        logger.info("%s: shutting down gracefully", signal.Signals(signum).name)
-        begin_shutdown()
-
-    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
-
-    def restore() -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    return restore

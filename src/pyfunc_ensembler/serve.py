@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-import signal
 import socket
 
 from pyfunc_ensembler import logging as ensembler_logging
 from pyfunc_ensembler.core import Core, describe
+from pyfunc_ensembler.lifecycle import bind, return_after_shutdown
 from pyfunc_ensembler.loader import load
 from pyfunc_ensembler.metrics import Metrics, TheirMetrics, model_info, serve_metrics
 from pyfunc_ensembler.settings import Settings
-from pyfunc_ensembler.supervisor import Supervisor, bind
+from pyfunc_ensembler.supervisor import Supervisor
 
 logger = logging.getLogger("pyfunc_ensembler.serve")
 
@@ -55,7 +55,7 @@ def _serve(settings: Settings, theirs: TheirMetrics) -> int:
             # thread of this worker's (tracing's exporter).
             from pyfunc_ensembler.isolation import EnsemblerProcess
 
-            core.isolate(EnsemblerProcess.start(ensembler, settings, listening))
+            core.run_in(EnsemblerProcess.start(ensembler, settings, listening))
         if settings.tracing != "off":
             # In the worker: the exporter's threads would not survive the fork.
             from pyfunc_ensembler.tracing import instrument
@@ -64,18 +64,7 @@ def _serve(settings: Settings, theirs: TheirMetrics) -> int:
         front_end.serve(listening, core, settings)
 
     if settings.workers <= 1:
-        _return_after_shutdown()
+        return_after_shutdown()
         run(sock)
         return 0
     return Supervisor(sock, run, settings.workers, theirs.process_ended).run()
-
-
-def _return_after_shutdown() -> None:
-    """Make SIGTERM/SIGINT end a one-process server with status 0 once it has drained.
-
-    uvicorn shuts down gracefully on these signals, then re-raises the signal with the
-    handlers it found at start; with these no-op handlers the re-raise is harmless and
-    `serve` returns normally instead of dying by the signal.
-    """
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: None)

@@ -10,19 +10,17 @@ stops the whole server when a worker exits with code 3.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from types import FrameType
 
-logger = logging.getLogger("pyfunc_ensembler.supervisor")
+from pyfunc_ensembler.lifecycle import describe_exit, die_with_parent
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+logger = logging.getLogger("pyfunc_ensembler.supervisor")
 
 Serve = Callable[[socket.socket, int], None]
 """``serve(listening socket, worker index)``: the index (0..N-1) is kept by a replacement."""
@@ -32,22 +30,6 @@ Ended = Callable[[int], None]
 # A worker that dies sooner than this after its start counts as crash-looping.
 _MIN_LIFETIME = 1.0
 _MAX_BACKOFF = 5.0
-
-
-# Connections the kernel queues before a worker accepts them; front ends that listen
-# again on the inherited socket (uvloop does) pass the same number.
-BACKLOG = 2048
-
-
-def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
-    """Bind the listening socket in the supervisor, so workers inherit it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.set_inheritable(True)
-    return sock
 
 
 class Supervisor:
@@ -129,22 +111,3 @@ class Supervisor:
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-
-
-def die_with_parent(signum: int, parent: int) -> None:
-    """Have the kernel send `signum` to this forked process if `parent` (the pid that
-    forked it) dies (Linux only).
-
-    Without it a SIGKILLed supervisor leaves its workers serving, orphaned, on the port.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signum)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signum)
-
-
-def describe_exit(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with code {os.waitstatus_to_exitcode(status)}"

@@ -4,21 +4,24 @@
 ``OTEL_EXPORTER_OTLP_*`` and ``OTEL_SERVICE_NAME`` variables (read by the SDK);
 ``--tracing console`` prints them to stderr. Each request gets a server span
 ``POST /ensemble`` that continues the caller's trace, and a child span ``ensemble``
-around the ensembler's call. Probes and ``/metrics`` are never traced.
+around the answer pipeline (parse, call, serialize), wherever the ensembler runs:
+inline, in the thread pool, or in its own process (``--isolate``). Probes and
+``/metrics`` are never traced.
 
 The caller's trace comes in W3C ``traceparent`` or in B3 (one ``b3`` header, or
 ``X-B3-TraceId``/``X-B3-SpanId``/``X-B3-Sampled``), which Turing's router and Istio's
 sidecars forward; W3C wins when both come. ``OTEL_PROPAGATORS``, when set, chooses
 instead (e.g. ``tracecontext,baggage,b3multi``).
 
-Instrumenting wraps the core's entry points, and only when tracing is on: with it
-off, the hot path does not even check a flag.
+Instrumenting wraps the core's entry points and its `pipeline.Runner`, and only when
+tracing is on: with it off, the hot path does not even check a flag.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -35,7 +38,8 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from pyfunc_ensembler.core import ENSEMBLE_PATH, Answer, Core, RawHeaders
+from pyfunc_ensembler.core import ENSEMBLE_PATH, Core
+from pyfunc_ensembler.pipeline import Answer, Answered, RawHeaders, Runner, SyncRunner
 
 EXPORTERS = ("console", "otlp")
 _SPAN_NAME = f"POST {ENSEMBLE_PATH}"
@@ -46,21 +50,11 @@ def instrument(core: Core, exporter: str) -> None:
     tracer = _provider(exporter).get_tracer("pyfunc_ensembler")
     _propagate()
     attributes = {"ensembler.class": core.ensembler.info.ensembler_class}
-    call = core._call
-    if core.ensembler.is_async:
 
-        async def traced_async_call(request: Any, headers: Any) -> Any:
-            with tracer.start_as_current_span("ensemble", attributes=attributes):
-                return await call(request, headers)
+    def ensemble_span() -> Any:
+        return tracer.start_as_current_span("ensemble", attributes=attributes)
 
-        core._call = traced_async_call
-    else:
-
-        def traced_call(request: Any, headers: Any) -> Any:
-            with tracer.start_as_current_span("ensemble", attributes=attributes):
-                return call(request, headers)
-
-        core._call = traced_call
+    core.run_in(_traced(core.runner, ensemble_span))
     handle, handle_async = core.handle, core.handle_async
 
     def traced_handle(body: bytes, raw_headers: RawHeaders) -> Answer:
@@ -76,6 +70,28 @@ def instrument(core: Core, exporter: str) -> None:
     # Instance attributes shadow the methods: front ends call core.handle(...) as before.
     setattr(core, "handle", traced_handle)  # noqa: B010
     setattr(core, "handle_async", traced_handle_async)  # noqa: B010
+
+
+def _traced(runner: Runner, span: Callable[[], Any]) -> Runner:
+    """`runner` with each answer inside an ``ensemble`` span, wherever it runs."""
+
+    class Traced:
+        async def answer(
+            self, body: bytes, raw_headers: RawHeaders, timeout: float | None
+        ) -> Answered:
+            with span():
+                return await runner.answer(body, raw_headers, timeout)
+
+    if not isinstance(runner, SyncRunner):
+        return Traced()
+    answer_now = runner.answer_now
+
+    class TracedNow(Traced):
+        def answer_now(self, body: bytes, raw_headers: RawHeaders) -> Answered:
+            with span():
+                return answer_now(body, raw_headers)
+
+    return TracedNow()
 
 
 def _provider(exporter: str) -> TracerProvider:

@@ -1,0 +1,154 @@
+"""What starts and ends a process: event loop, signals, forced exit, binding, forking.
+
+The lowest module of the serving side: it imports nothing of this package, so that the
+ensembler process of ``--isolate`` and the supervisor get what they need from it without
+loading a front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger("pyfunc_ensembler.lifecycle")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Connections the kernel queues before a worker accepts them; front ends that listen
+# again on the inherited socket (uvloop does) pass the same number.
+BACKLOG = 2048
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # no uvloop on Windows: asyncio's own loop works, slower
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """Bind the listening socket in the supervisor, so workers inherit it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def on_signals(begin_shutdown: Callable[[], Any]) -> Callable[[], None]:
+    """SIGTERM/SIGINT: the first begins the graceful shutdown, a second exits at once.
+
+    Plain `signal.signal` handlers rather than the loop's: they run even while a
+    synchronous ensembler blocks the loop, so a second signal always gets out. Returns
+    what puts the previous handlers back.
+    """
+    received: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if received:
+            force_exit(signum)
+        received.append(signum)
+        logger.info("%s: shutting down gracefully", signal_name(signum))
+        begin_shutdown()
+
+    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def return_after_shutdown() -> None:
+    """Make SIGTERM/SIGINT end a one-process server with status 0 once it has drained.
+
+    uvicorn shuts down gracefully on these signals, then re-raises the signal with the
+    handlers it found at start; with these no-op handlers the re-raise is harmless and
+    the server returns normally instead of dying by the signal.
+    """
+    for signum in SIGNALS:
+        signal.signal(signum, lambda *_: None)
+
+
+def force_exit(signum: int) -> None:
+    """A second SIGTERM/SIGINT during a graceful shutdown: leave now, in-flight or not."""
+    logger.warning("second %s: exiting without waiting for requests in flight", signal_name(signum))
+    logging.shutdown()
+    os._exit(1)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def fork(
+    what: str,
+    run: Callable[[socket.socket], None],
+    inherited: socket.socket,
+    kind: int = socket.SOCK_STREAM,
+) -> tuple[int, socket.socket]:
+    """Fork a process that runs `run` on its end of a new socket pair, then exits (status
+    0 once `run` returns); it is `detach`ed, and `inherited` is closed there. Its pid,
+    and our end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            inherited.close()
+            ours.close()
+            detach(parent)
+            run(theirs)
+            code = 0
+        except BaseException:
+            logger.exception("%s %d failed", what, os.getpid())
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, ours
+
+
+def detach(parent: int) -> None:
+    """A helper process leaves signals to `parent` and ends with it: the parent drains on
+    SIGTERM while its helpers answer what it still waits for, then closes their sockets,
+    which ends them; the kernel kills them if the parent dies first."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(signal.SIGKILL, parent)
+
+
+def die_with_parent(signum: int, parent: int) -> None:
+    """Have the kernel send `signum` to this forked process if `parent` (the pid that
+    forked it) dies (Linux only).
+
+    Without it a SIGKILLed supervisor leaves its workers serving, orphaned, on the port.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signum)
+
+
+def describe_exit(status: int) -> str:
+    """A wait status in words: ``exited with code 3``, ``was killed by SIGKILL``."""
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal_name(os.WTERMSIG(status))}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
