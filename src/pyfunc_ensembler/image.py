@@ -6,7 +6,8 @@ Given a model (a directory or an MLflow URI) this works out, without loading it:
   loads on the Python it was pickled with, so the image follows the model
   (``python_version`` in ``MLmodel``, else ``python_env.yaml``, else ``conda.yaml``);
 - the base image and ``docker build`` arguments for ``docker/app.Dockerfile``;
-- the model's own pip requirements, minus those this server replaces (see `DROPPED`);
+- the model's own pip requirements, minus those this server replaces
+  (`saved_model.REPLACED`);
 
 and refuses, with the reason, a model no image of ours can serve: no MLflow
 ``python_function`` flavour, or a Python we do not support.
@@ -21,10 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
+from pyfunc_ensembler import saved_model
 from pyfunc_ensembler.errors import LoadError
 from pyfunc_ensembler.version import __version__
 
@@ -33,17 +31,6 @@ SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 DEFAULT_PYTHON = "3.11"
 DEFAULT_IMAGE_REPO = "pyfunc-ensembler"
-
-DROPPED = {
-    "pyfunc-ensembler": "the image's own pyfunc-ensembler serves the model",
-    "turing-sdk": (
-        "not needed to serve: the server provides turing.ensembler.PyFunc itself "
-        "(and turing-sdk cannot be installed beside MLflow 2+)"
-    ),
-    "mlflow": "the image keeps the MLflow its server needs; a model's pin would replace it",
-    "mlflow-skinny": "the image keeps the MLflow its server needs; a model's pin would replace it",
-}
-"""Requirements a saved model lists that the image must not install, and why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,27 +64,27 @@ def plan(
     model_uri: str, *, image_repo: str = DEFAULT_IMAGE_REPO, download: Path | None = None
 ) -> ImagePlan:
     """Read the model at `model_uri` (copied or downloaded to `download` first, if given)."""
-    if download is None and _is_remote(model_uri):
+    if download is None and saved_model.is_remote(model_uri):
         with tempfile.TemporaryDirectory() as scratch:
             return plan(model_uri, image_repo=image_repo, download=Path(scratch))
-    path = fetch(model_uri, download) if download is not None else _local_dir(model_uri)
+    path = fetch(model_uri, download) if download is not None else saved_model.local_dir(model_uri)
     notes: list[str] = []
-    conf = _pyfunc_conf(path)
+    conf = saved_model.pyfunc_conf(path)
     if conf.get("loader_module") != "mlflow.pyfunc.model":
         notes.append(
             f"its pyfunc loader is {conf.get('loader_module')!r}, not a PythonModel: it is "
             "called through MLflow's predict({'headers': ..., 'body': ...})"
         )
-    saved = model_python(path, conf)
+    saved = saved_model.python_version(path, conf)
     if saved is None:
         notes.append(f"the model records no Python version: using Python {DEFAULT_PYTHON}")
     python = serving_python(saved or DEFAULT_PYTHON)
-    requirements, dropped = filter_requirements(model_requirements(path))
+    kept, dropped = filter_requirements(saved_model.requirements(path))
     return ImagePlan(
         model_uri=model_uri,
         python_version=python,
         base_image=f"{image_repo}:{__version__}-py{python}",
-        requirements=requirements,
+        requirements=kept,
         dropped=dropped,
         notes=notes,
     )
@@ -105,8 +92,8 @@ def plan(
 
 def fetch(model_uri: str, target: Path) -> Path:
     """Copy a local model, or download one by MLflow URI, into the directory `target`."""
-    if not _is_remote(model_uri):
-        local = _local_dir(model_uri)
+    if not saved_model.is_remote(model_uri):
+        local = saved_model.local_dir(model_uri)
         if local.resolve() != target.resolve():
             shutil.copytree(local, target, dirs_exist_ok=True)
         return target
@@ -126,48 +113,9 @@ def fetch(model_uri: str, target: Path) -> Path:
     return target
 
 
-def _is_remote(uri: str) -> bool:
-    return not uri.startswith("file://") and (
-        "://" in uri or uri.startswith(("runs:/", "models:/"))
-    )
-
-
-def _local_dir(uri: str) -> Path:
-    path = Path(uri.removeprefix("file://"))
-    if not (path / "MLmodel").is_file():
-        raise LoadError(f"no MLflow model at '{uri}': it has no MLmodel file")
-    return path
-
-
-def _pyfunc_conf(path: Path) -> dict[str, Any]:
-    mlmodel = _yaml(path / "MLmodel") or {}
-    flavors = mlmodel.get("flavors") or {}
-    conf = flavors.get("python_function")
-    if not isinstance(conf, dict):
-        others = ", ".join(sorted(flavors)) or "none"
-        raise LoadError(
-            f"'{path}' has no python_function flavour (it has: {others}): "
-            "only MLflow pyfunc models can be served"
-        )
-    return conf
-
-
-def model_python(path: Path, conf: dict[str, Any]) -> str | None:
-    """The full Python version the model was saved with, as recorded, if it was."""
-    if conf.get("python_version"):
-        return str(conf["python_version"])
-    python_env = _yaml(path / "python_env.yaml")
-    if isinstance(python_env, dict) and python_env.get("python"):
-        return str(python_env["python"])
-    for dependency in _conda_dependencies(path):
-        if isinstance(dependency, str) and dependency.replace(" ", "").startswith("python="):
-            return dependency.split("=", 1)[1].strip().lstrip("=")
-    return None
-
-
 def serving_python(saved: str) -> str:
     """The Python minor to serve a model saved with `saved`; refuse one we cannot run."""
-    minor = ".".join(saved.split(".")[:2])
+    minor = saved_model.python_minor(saved)
     if minor in SUPPORTED_PYTHONS:
         return minor
     supported = f"{SUPPORTED_PYTHONS[0]} to {SUPPORTED_PYTHONS[-1]}"
@@ -189,45 +137,8 @@ def require_this_python(plan: ImagePlan) -> None:
         )
 
 
-def model_requirements(path: Path) -> list[str]:
-    """The model's pip requirement lines: ``requirements.txt``, else its environment files."""
-    if (path / "requirements.txt").is_file():
-        return _requirement_lines(path / "requirements.txt")
-    python_env = _yaml(path / "python_env.yaml")
-    if isinstance(python_env, dict):
-        return _expand([str(d) for d in python_env.get("dependencies") or []], path)
-    for dependency in _conda_dependencies(path):
-        if isinstance(dependency, dict) and "pip" in dependency:
-            return _expand([str(d) for d in dependency["pip"]], path)
-    return []
-
-
-def _conda_dependencies(path: Path) -> list[Any]:
-    conda = _yaml(path / "conda.yaml")
-    return list(conda.get("dependencies") or []) if isinstance(conda, dict) else []
-
-
-def _requirement_lines(file: Path) -> list[str]:
-    return _expand(file.read_text().splitlines(), file.parent)
-
-
-def _expand(lines: list[str], base: Path) -> list[str]:
-    """Drop comments and blank lines; inline ``-r FILE`` (relative to `base`)."""
-    result: list[str] = []
-    for raw in lines:
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        option, _, argument = line.partition(" ")
-        if option in ("-r", "--requirement") and argument.strip():
-            result.extend(_requirement_lines(base / argument.strip()))
-        else:
-            result.append(line)
-    return result
-
-
 def filter_requirements(lines: list[str]) -> tuple[list[str], list[Dropped]]:
-    """Split requirement lines into those to install and those `DROPPED` (with why)."""
+    """Split requirement lines into those to install and those the server replaces (with why)."""
     kept: list[str] = []
     dropped: list[Dropped] = []
     for line in lines:
@@ -236,20 +147,10 @@ def filter_requirements(lines: list[str]) -> tuple[list[str], list[Dropped]]:
             # requirements are applied, its constraints are not.
             dropped.append(Dropped(line, "constraints files of a model are not applied"))
             continue
-        try:
-            name = canonicalize_name(Requirement(line).name)
-        except InvalidRequirement:
-            kept.append(line)  # pip options, URLs: pip judges them
-            continue
-        if name in DROPPED:
-            dropped.append(Dropped(line, DROPPED[name]))
+        parsed = saved_model.requirement(line)
+        reason = saved_model.why_replaced(parsed) if parsed is not None else None
+        if reason is not None:
+            dropped.append(Dropped(line, reason))
         else:
-            kept.append(line)
+            kept.append(line)  # pip options and URLs too: pip judges them
     return kept, dropped
-
-
-def _yaml(file: Path) -> Any:
-    if not file.is_file():
-        return None
-    with open(file) as handle:
-        return yaml.safe_load(handle)

@@ -30,10 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-
+from pyfunc_ensembler import saved_model
 from pyfunc_ensembler.base import EnsemblerBase
 from pyfunc_ensembler.contract import Headers, ensemble_args
 from pyfunc_ensembler.errors import EnsemblerError, LoadError
@@ -82,11 +79,12 @@ def load(uri: str, *, force_mlflow: bool = False) -> Ensembler:
     """Load the model at `uri`; any failure is a `LoadError` with a one-line reason."""
     started = time.perf_counter()
     try:
-        path = _local_dir(uri)
-        if path is not None:
-            conf = _pyfunc_conf(path)
+        if not saved_model.is_remote(uri):
+            path = saved_model.local_dir(uri)
+            conf = saved_model.pyfunc_conf(path)
             if "python_model" in conf:
-                check_python_version(conf.get("python_version"), path / conf["python_model"])
+                saved = saved_model.python_version(path, conf)
+                check_python_version(saved, path / conf["python_model"])
             if not force_mlflow:
                 try:
                     return _load_lean(uri, path, conf, started)
@@ -97,19 +95,6 @@ def load(uri: str, *, force_mlflow: bool = False) -> Ensembler:
         raise
     except Exception as exc:
         raise LoadError(_reason(exc)) from exc
-
-
-def _local_dir(uri: str) -> Path | None:
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
-    elif "://" in uri or uri.startswith(("runs:/", "models:/")):
-        return None
-    path = Path(uri)
-    if not path.exists():
-        raise LoadError(f"no model at '{uri}': the path does not exist")
-    if not (path / "MLmodel").is_file():
-        raise LoadError(f"no MLflow model at '{uri}': it has no MLmodel file")
-    return path.resolve()
 
 
 def _load_lean(uri: str, path: Path, conf: dict[str, Any], started: float) -> Ensembler:
@@ -127,15 +112,6 @@ def _load_lean(uri: str, path: Path, conf: dict[str, Any], started: float) -> En
         types.SimpleNamespace(artifacts=artifacts, model_config=conf.get("model_config") or {})
     )
     return _direct(uri, model, "lean", conf.get("python_version"), started)
-
-
-def _pyfunc_conf(path: Path) -> dict[str, Any]:
-    with open(path / "MLmodel") as file:
-        mlmodel = yaml.safe_load(file) or {}
-    conf = (mlmodel.get("flavors") or {}).get("python_function")
-    if not isinstance(conf, dict):
-        raise LoadError(f"'{path}' has no python_function flavour: it is not a pyfunc model")
-    return conf
 
 
 class _LeanUnpickler(pickle.Unpickler):
@@ -163,7 +139,7 @@ def check_python_version(saved: str | None, pickled: Path) -> None:
     """
     if not saved:
         return
-    saved_minor = ".".join(str(saved).split(".")[:2])
+    saved_minor = saved_model.python_minor(saved)
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if saved_minor == running:
         return
@@ -186,17 +162,13 @@ def _pickles_code_by_value(pickled: Path) -> bool:
     return b"_make_function" in data or b"_make_skeleton_class" in data
 
 
-# Serving does not use these even when a model lists them: Turing's SDK is replaced by
-# our base class, and the lean loader needs no MLflow (the MLflow path uses its own).
-_SERVED_WITHOUT = {"mlflow", "mlflow-skinny", "turing-sdk"}
-
-
 def check_requirements(path: Path) -> list[str]:
-    """Warn, once, about requirements in the model's requirements.txt that this env lacks."""
-    file = path / "requirements.txt"
-    if not file.is_file():
-        return []
-    mismatches = [m for line in file.read_text().splitlines() if (m := _mismatch(line))]
+    """Warn, once, about requirements of the model that this environment lacks.
+
+    Those serving replaces (Turing's SDK by our base class, MLflow by the one the
+    server has) are not looked for.
+    """
+    mismatches = [m for line in saved_model.requirements(path) if (m := _mismatch(line))]
     if mismatches:
         logger.warning(
             "the model's requirements differ from this environment: %s", "; ".join(mismatches)
@@ -205,22 +177,16 @@ def check_requirements(path: Path) -> list[str]:
 
 
 def _mismatch(line: str) -> str | None:
-    text = line.split("#", 1)[0].strip()
-    if not text or text.startswith("-"):
+    wanted = saved_model.requirement(line)
+    if wanted is None or saved_model.why_replaced(wanted) is not None:
         return None
     try:
-        requirement = Requirement(text)
-    except InvalidRequirement:
-        return None
-    if canonicalize_name(requirement.name) in _SERVED_WITHOUT:
-        return None
-    try:
-        installed = importlib.metadata.version(requirement.name)
+        installed = importlib.metadata.version(wanted.name)
     except importlib.metadata.PackageNotFoundError:
-        return f"{requirement} (not installed)"
-    if requirement.specifier.contains(installed, prereleases=True):
+        return f"{wanted} (not installed)"
+    if wanted.specifier.contains(installed, prereleases=True):
         return None
-    return f"{requirement} (installed: {installed})"
+    return f"{wanted} (installed: {installed})"
 
 
 def _load_mlflow(uri: str, started: float) -> Ensembler:
