@@ -14,7 +14,8 @@
 #
 # The model's requirements are installed beside the base image's pyfunc-ensembler
 # (turing-sdk and mlflow pins are left out), then `pyfunc-ensembler check` loads the
-# model: a broken ensembler fails the build, not the deployment. No compilers here:
+# model as the image's user: a broken ensembler, or one that user cannot read, fails
+# the build, not the deployment. No compilers here:
 # a model requirement without a wheel for the platform fails the build (see README).
 
 ARG PYTHON_VERSION=3.11
@@ -32,3 +33,4 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=igno
 RUN MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI}" \
     /opt/pyfunc-ensembler/install-model.sh /opt/venv "${MODEL_URI:-/model}" /model
 USER 10001
+RUN pyfunc-ensembler check /model

@@ -97,6 +97,21 @@ def test_settings_precedence() -> None:
 
 
 @pytest.mark.parametrize(
+    ("env", "flag", "port"),
+    [
+        ({}, None, 8083),
+        ({"PORT": "8080"}, None, 8080),  # Knative's, when nothing of ours says otherwise
+        ({"PORT": "8080", "ENSEMBLER_PORT": "9000"}, None, 9000),
+        ({"PORT": "8080", "ENSEMBLER_PORT": "9000"}, 9100, 9100),
+    ],
+)
+def test_port_precedence_flag_then_ours_then_knatives(
+    env: dict[str, str], flag: int | None, port: int
+) -> None:
+    assert Settings.from_environ(env, port=flag).port == port
+
+
+@pytest.mark.parametrize(
     "env",
     [
         {"ENSEMBLER_PORT": "x"},

@@ -46,7 +46,13 @@ def venv(base_venv: Path) -> Path:
 
 
 def install_model(venv: Path, model: Path | str, target: Path) -> subprocess.CompletedProcess[str]:
-    return run(DOCKER / "install-model.sh", venv, model, target)
+    """What app.Dockerfile RUNs: install-model.sh, then `pyfunc-ensembler check`."""
+    installed = run(DOCKER / "install-model.sh", venv, model, target)
+    if installed.returncode != 0:
+        return installed
+    checked = run(venv / "bin" / "pyfunc-ensembler", "check", target)
+    checked.stderr = installed.stderr + checked.stderr
+    return checked
 
 
 def test_the_turing_fixture_installs_without_turing_sdk_or_its_mlflow(
@@ -111,16 +117,18 @@ def test_entrypoint_runs_our_commands_and_any_other(venv: Path, example_model: P
     assert other.stdout.strip() == str(venv)
 
 
+# Knative (so Turing) tells the container its port in PORT; ENSEMBLER_PORT wins over it.
+@pytest.mark.parametrize("port_variable", ["ENSEMBLER_PORT", "PORT"])
 def test_entrypoint_serves_and_the_healthcheck_sees_it_ready(
-    venv: Path, example_model: Path
+    venv: Path, example_model: Path, port_variable: str
 ) -> None:
     port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("PORT", "ENSEMBLER_PORT")},
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "ENSEMBLER_MODEL_URI": str(example_model),
         "ENSEMBLER_HOST": "127.0.0.1",
-        "ENSEMBLER_PORT": str(port),
+        port_variable: str(port),
     }
     healthcheck = json.loads(
         re.search(r"^\s+CMD (\[.*\])$", dockerfile(), re.MULTILINE).group(1)  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -166,7 +167,8 @@ def test_cli_refuses_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "Python 3.8.10" in result.stderr
 
 
-def test_cli_downloads_a_runs_uri(fixtures_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("uri", ["runs:/{run_id}/ensembler", "models:/image-test/1"])
+def test_cli_downloads_an_mlflow_uri(fixtures_dir: Path, tmp_path: Path, uri: str) -> None:
     # Run from tmp_path: MLflow keeps artifacts in ./mlartifacts or ./mlruns beside it.
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     log = textwrap.dedent(
@@ -175,6 +177,7 @@ def test_cli_downloads_a_runs_uri(fixtures_dir: Path, tmp_path: Path) -> None:
         mlflow.set_experiment("image-test")
         with mlflow.start_run() as run:
             mlflow.log_artifacts({str(fixtures_dir / "weighted_legacy")!r}, "ensembler")
+        mlflow.register_model(f"runs:/{{run.info.run_id}}/ensembler", "image-test")
         print(run.info.run_id)
         """
     )
@@ -188,7 +191,7 @@ def test_cli_downloads_a_runs_uri(fixtures_dir: Path, tmp_path: Path) -> None:
     )
     run_id = logged.stdout.strip().splitlines()[-1]
     result = subprocess.run(
-        [*CLI, "image", f"runs:/{run_id}/ensembler", "--download", "model", "--format", "json"],
+        [*CLI, "image", uri.format(run_id=run_id), "--download", "model", "--format", "json"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -198,3 +201,23 @@ def test_cli_downloads_a_runs_uri(fixtures_dir: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["python_version"] == "3.11"
     assert (tmp_path / "model" / "MLmodel").is_file()
     assert (tmp_path / "model" / "artifacts" / "weights.yaml").is_file()
+    # A models:/ download lands in a 0700 scratch directory; the copy must not keep that
+    # mode, or an image built as root holds a model its server (uid 10001) cannot read.
+    assert_readable_by_all(tmp_path / "model")
+
+
+def test_a_private_local_model_is_copied_readable_by_all(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"
+    shutil.copytree(fixtures_dir / "weighted_legacy", private)
+    for path in (private, *private.rglob("*")):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    plan(str(private), download=tmp_path / "copy")
+    assert_readable_by_all(tmp_path / "copy")
+
+
+def assert_readable_by_all(model: Path) -> None:
+    for path in (model, *model.rglob("*")):
+        wanted = 0o005 if path.is_dir() else 0o004
+        assert path.stat().st_mode & wanted == wanted, f"{path} is {oct(path.stat().st_mode)}"

@@ -95,7 +95,7 @@ def fetch(model_uri: str, target: Path) -> Path:
     if not saved_model.is_remote(model_uri):
         local = saved_model.local_dir(model_uri)
         if local.resolve() != target.resolve():
-            shutil.copytree(local, target, dirs_exist_ok=True)
+            _copy_readable(local, target)
         return target
     import mlflow.artifacts
 
@@ -109,8 +109,23 @@ def fetch(model_uri: str, target: Path) -> Path:
             raise LoadError(message) from exc
         if not (Path(where) / "MLmodel").is_file():
             raise LoadError(f"no MLflow model at '{model_uri}': it has no MLmodel file")
-        shutil.copytree(where, target, dirs_exist_ok=True)
+        _copy_readable(Path(where), target)
     return target
+
+
+def _copy_readable(source: Path, target: Path) -> None:
+    """Copy a model directory so that any user can read it (``chmod -R a+rX``).
+
+    copytree copies modes too, and MLflow downloads into a 0700 scratch directory:
+    an image built as root would then hold a model its non-root server cannot read.
+    """
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    for path in (target, *target.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        readable = 0o555 if path.is_dir() or mode & 0o111 else 0o444
+        path.chmod(mode | readable)
 
 
 def serving_python(saved: str) -> str:

@@ -2,9 +2,9 @@
 
 Every field is a command-line option (``--max-body-size``) and an environment
 variable (``ENSEMBLER_MAX_BODY_SIZE``); a flag beats the variable, which beats the
-default. ``LOG_LEVEL``, Turing's only setting, is honoured when
-``ENSEMBLER_LOG_LEVEL`` is unset. Only `cli` reads flags and `from_environ`
-reads the environment.
+default. Two plain variables the platform sets are honoured when their
+``ENSEMBLER_*`` twin is unset (see `FALLBACK_ENV`). Only `cli` reads flags and
+`from_environ` reads the environment.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ ENV_PREFIX = "ENSEMBLER_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 # A poll blocks the worker's event loop (timers, signals) for as long: keep it short.
 MAX_BUSY_POLL = 10_000
+FALLBACK_ENV = {
+    # Turing's own server reads LOG_LEVEL; Turing sets it on every ensembler service.
+    "log_level": "LOG_LEVEL",
+    # Knative (Turing runs ensemblers as Knative services) tells the container its port.
+    "port": "PORT",
+}
+"""Settings read from a plain variable when their ``ENSEMBLER_*`` variable is unset."""
 
 
 def _field(default: Any, help: str, **meta: Any) -> Any:
@@ -32,7 +39,9 @@ class Settings:
         positional=True,
     )
     host: str = _field("0.0.0.0", "Address to bind.")
-    port: int = _field(8083, "Port to listen on (Turing's router calls 8083).")
+    port: int = _field(
+        8083, "Port to listen on (Turing's router calls 8083); else $PORT, as Knative sets it."
+    )
     workers: int = _field(1, "Worker processes sharing the port; a dead worker is replaced.")
     server: str = _field(
         "native",
@@ -112,8 +121,8 @@ class Settings:
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             raw = environ.get(env_name(field.name))
-            if raw is None and field.name == "log_level":
-                raw = environ.get("LOG_LEVEL")
+            if raw is None and field.name in FALLBACK_ENV:
+                raw = environ.get(FALLBACK_ENV[field.name])
             if raw is not None:
                 values[field.name] = parse_value(field, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
