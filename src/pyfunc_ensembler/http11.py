@@ -26,6 +26,7 @@ import logging
 import select
 import time
 from collections import deque
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
@@ -126,6 +127,9 @@ class ServerState:
         self._second = int(time.time())
         self._unsent: list[tuple[asyncio.Transport, bytes]] = []
         self._unsent_since = 0.0
+        # The loop, once known: asyncio.get_running_loop() costs a getpid() system
+        # call each time (it checks for a fork), and `send` needs it per answer.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.busy_poll = busy_poll
         """Seconds to poll for the next request after an answer (``--busy-poll``)."""
         self._poller = select.poll()
@@ -156,12 +160,18 @@ class ServerState:
                 # Once the loop has done what this pass gave it (pipelined requests
                 # already received included), just before it would go to sleep.
                 self._poll_due = True
-                asyncio.get_running_loop().call_soon(self._poll_for_next, transport)
+                self._call_soon(self._poll_for_next, transport)
             return
         if not unsent:
             self._unsent_since = now
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._call_soon(self.flush)
         unsent.append((transport, answer))
+
+    def _call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(callback, *args)
 
     def _poll_for_next(self, transport: asyncio.Transport) -> None:
         """Wait for the next request by polling, not sleeping (``--busy-poll``).
@@ -266,6 +276,10 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self._stopped = True
+        # The parser holds this connection's callbacks: without it the connection is
+        # freed now, by its reference count, not later by the cyclic garbage collector
+        # (whose passes a client opening a connection per request would keep busy).
+        del self.parser
         # A worker still answering is left to finish (its answer is dropped): cancelling
         # it would cut the ensembler off mid-call and skip the core's accounting.
         self._wake_drained()
