@@ -58,9 +58,8 @@ class App:
         if self.max_header_size and _head_size(scope) > self.max_header_size:
             # uvicorn's httptools path has no limit of its own: the head is already in
             # memory here, but the answer is the native front end's 431, not a 200.
-            limit = self.max_header_size
-            error = HeadersTooLarge(f"the request head is over the limit of {limit} bytes")
-            await _send(send, *self.core.error(error), (_CLOSE,))
+            error = HeadersTooLarge.over(self.max_header_size)
+            await _send(send, *self.core.refuse(error), (_CLOSE,))
             return
         decided = self.core.route(scope["method"], scope["path"])
         if decided is None:
@@ -73,10 +72,10 @@ class App:
         try:
             body = await self._read_body(scope["headers"], receive)
         except UnsupportedEncoding as error:
-            await _send(send, *self.core.error(error), (*semantics.ACCEPT_ENCODING, _CLOSE))
+            await _send(send, *self.core.refuse(error), (*semantics.ACCEPT_ENCODING, _CLOSE))
             return
         except EnsemblerError as error:
-            await _send(send, *self.core.error(error), (_CLOSE,))
+            await _send(send, *self.core.refuse(error), (_CLOSE,))
             return
         # Whatever runs the ensembler (a sync one inline): uvicorn costs far more than
         # the one coroutine this adds, and the app needs no branch.
@@ -90,7 +89,7 @@ class App:
         if declared is not None and declared > limit:
             if declared - limit <= DRAIN_LIMIT:
                 await _drain(receive)
-            raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
+            raise PayloadTooLarge.over(limit, declared)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -103,7 +102,7 @@ class App:
             if size > limit:
                 if more:
                     await _drain(receive)
-                raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+                raise PayloadTooLarge.over(limit)
             chunks.append(chunk)
             if not more:
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -265,16 +264,14 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:
-            self._refuse(self._refusal or RequestError(f"malformed HTTP request: {msg}"))
+            self._refuse(self._refusal or RequestError.malformed(msg))
 
         def _timed_out(self) -> None:
             self._receive_timer = None
             if self.cycle is not None and self.cycle.response_started:
                 self.transport.close()  # answered already (say a 404): just stop waiting
             else:
-                self._refuse(
-                    RequestTimeout(f"the request did not arrive within {receive_timeout} s")
-                )
+                self._refuse(RequestTimeout.after(receive_timeout))
 
         def _stop_receive_timer(self) -> None:
             if self._receive_timer is not None:
@@ -282,7 +279,7 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
                 self._receive_timer = None
 
         def _refuse(self, error: EnsemblerError) -> None:
-            status, body = core.error(error)
+            status, body = core.refuse(error)
             head = (
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
                 f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"

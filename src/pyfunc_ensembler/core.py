@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pyfunc_ensembler.loader import Ensembler
     from pyfunc_ensembler.settings import Settings
 
+logger = logging.getLogger("pyfunc_ensembler.core")
 access_logger = logging.getLogger("pyfunc_ensembler.access")
 
 ExtraHeaders = tuple[tuple[bytes, bytes], ...]
@@ -248,9 +249,11 @@ class Core:
         """Log `exc` once, with the request id, and turn it into its JSON answer."""
         return failure(exc, headers, debug=self.debug)
 
-    def error(self, error: EnsemblerError) -> Answer:
-        """The answer for an error a front end found itself (413, 400, ...); counted."""
+    def refuse(self, error: EnsemblerError) -> Answer:
+        """The answer for a request a front end refuses itself (400, 408, 413, ...): the
+        one refusal path of every front end, so that each is counted and logged alike."""
         self.metrics.count(error.status)
+        logger.info("refused a request: %d %s: %s", error.status, error.type, error.message)
         return self._answer(error)
 
     def _answer(self, error: EnsemblerError) -> Answer:

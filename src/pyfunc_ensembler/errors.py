@@ -52,6 +52,11 @@ class RequestError(EnsemblerError):
     status = 400
     type = "bad_request"
 
+    @classmethod
+    def malformed(cls, detail: str) -> RequestError:
+        """What both front ends say of a request their HTTP parser refused."""
+        return cls(f"malformed HTTP request: {detail}")
+
 
 class InvalidJSON(RequestError):
     type = "invalid_json"
@@ -79,10 +84,21 @@ class RequestTimeout(EnsemblerError):
     status = 408
     type = "request_timeout"
 
+    @classmethod
+    def after(cls, seconds: float) -> RequestTimeout:
+        return cls(f"the request did not arrive within {seconds} s")
+
 
 class PayloadTooLarge(EnsemblerError):
     status = 413
     type = "payload_too_large"
+
+    @classmethod
+    def over(cls, limit: int, declared: int | None = None) -> PayloadTooLarge:
+        """A body over `limit` bytes: as its Content-Length `declared`, or as it arrived."""
+        if declared is not None:
+            return cls(f"the body has {declared} bytes; the limit is {limit}")
+        return cls(f"the body is over the limit of {limit} bytes")
 
 
 class UnsupportedEncoding(EnsemblerError):
@@ -93,6 +109,10 @@ class UnsupportedEncoding(EnsemblerError):
 class HeadersTooLarge(EnsemblerError):
     status = 431
     type = "headers_too_large"
+
+    @classmethod
+    def over(cls, limit: int) -> HeadersTooLarge:
+        return cls(f"the request head is over the limit of {limit} bytes")
 
 
 class EnsembleFailed(EnsemblerError):

@@ -303,7 +303,7 @@ class Connection(asyncio.Protocol):
             # the bytes after it belong to a protocol we do not speak.
             self._stop_parsing()
         except httptools.HttpParserError as exc:
-            self._refuse(RequestError(f"malformed HTTP request: {exc or type(exc).__name__}"))
+            self._refuse(RequestError.malformed(str(exc) or type(exc).__name__))
         else:
             if not (receiving and self._receiving):
                 return
@@ -312,7 +312,7 @@ class Connection(asyncio.Protocol):
                 # that is still arriving. Count it, so that it cannot grow unseen.
                 self._unseen += len(data)
                 if self._head_size + self._unseen > self._max_head:
-                    self._refuse(HeadersTooLarge(self._headers_too_large()))
+                    self._refuse(HeadersTooLarge.over(self._max_head))
             else:
                 self._unseen = 0
 
@@ -362,14 +362,14 @@ class Connection(asyncio.Protocol):
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_head:
-            self._stop(HeadersTooLarge(self._headers_too_large()))
+            self._stop(HeadersTooLarge.over(self._max_head))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name)
         self._head_size += size + len(value) + 4
         self._unseen = 0
         if self._head_size > self._max_head:
-            self._stop(HeadersTooLarge(self._headers_too_large()))
+            self._stop(HeadersTooLarge.over(self._max_head))
         if not self._in_head:
             return  # a trailer after a chunked body: counted, not passed on
         self._headers.append((name, value))
@@ -400,7 +400,7 @@ class Connection(asyncio.Protocol):
             if method == b"CONNECT":
                 self._stop(MethodNotAllowed("this server is not a proxy"), _ALLOW_POST)
         if self._declared > self._max_body:
-            self._stop(PayloadTooLarge(self._body_too_large(self._declared)))
+            self._stop(PayloadTooLarge.over(self._max_body, self._declared))
         if self._hosts != 1:
             error = semantics.host_error(self._hosts, parser.get_http_version())
             if error is not None:
@@ -421,7 +421,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._max_body:
-            self._stop(PayloadTooLarge(self._body_too_large()))
+            self._stop(PayloadTooLarge.over(self._max_body))
         if self._decided is None:
             self._body.append(body)
 
@@ -576,8 +576,7 @@ class Connection(asyncio.Protocol):
         self._stop_parsing()
         self._receiving = False
         self._deadline = 0.0
-        status, body = self.core.error(error)
-        logger.info("refused a request: %d %s: %s", status, error.type, error.message)
+        status, body = self.core.refuse(error)
         self._respond(status, body, extra, LINGER)
 
     def _stop_parsing(self) -> None:
@@ -617,7 +616,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
         elif self._deadline and now > self._deadline:
             if self._receiving:
-                self._refuse(RequestTimeout("the request did not arrive in time"))
+                self._refuse(RequestTimeout.after(self.limits.receive_timeout))
             elif self.transport is not None and self.transport.is_closing():
                 # Closed before, but the client has not read what we still had to send.
                 self.transport.abort()
@@ -645,15 +644,6 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _headers_too_large(self) -> str:
-        return f"the request head is over the limit of {self.limits.max_header_size} bytes"
-
-    def _body_too_large(self, declared: int | None = None) -> str:
-        limit = self.limits.max_body_size
-        if declared is not None:
-            return f"the body has {declared} bytes; the limit is {limit}"
-        return f"the body is over the limit of {limit} bytes"
 
     def _path(self) -> str:
         url = self._url
