@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from pyfunc_ensembler.metrics import Metrics
+
 ROOT = Path(__file__).resolve().parent.parent
 # Made by tests/fixtures/make_turing_sdk.py (`make fixtures`) with Turing's own SDK and server.
 FIXTURES = Path(
@@ -135,3 +139,13 @@ def scrape(port: int, path: str = "/metrics") -> str:
 
 def run_cli(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The scrape, parsed by Prometheus' own parser: {(name, labels): value}."""
+    text = metrics.render().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

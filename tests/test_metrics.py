@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import prometheus_client
 import pytest
 from prometheus_client import values as prometheus_values
 from prometheus_client.parser import text_string_to_metric_families
 
 from pyfunc_ensembler import metrics
-from pyfunc_ensembler.contract import Headers
-from pyfunc_ensembler.core import Core
-from pyfunc_ensembler.loader import Ensembler, ModelInfo
+from pyfunc_ensembler.loader import ModelInfo
 from pyfunc_ensembler.metrics import LATENCY_BUCKETS, Metrics
+from tests.helpers import free_port, samples
 
-BODY = orjson.dumps({"request": {}, "response": {"route_responses": [{"route": "a", "data": 1}]}})
 INFO = ModelInfo("/models/m", "tests.Sum", "lean", "ensemble", "3.11.7", 0.25)
-
-
-def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The scrape, parsed by Prometheus' own parser: {(name, labels): value}."""
-    text = metrics.render().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def core_with(
-    call: Callable[[Any, Headers], Any], *, is_async: bool = False, **kwargs: Any
-) -> Core:
-    return Core(Ensembler(call, is_async, INFO, None, None), **kwargs)
 
 
 def test_slots_written_by_forked_workers_add_up() -> None:
@@ -91,172 +70,12 @@ def test_a_value_on_a_bound_falls_in_that_bucket() -> None:
 
 
 def test_model_info_and_load_time_are_exposed() -> None:
-    scraped = samples(core_with(lambda body, headers: 1).metrics)
+    scraped = samples(Metrics(info=metrics.model_info(INFO)))
     info = next(labels for name, labels in scraped if name == "ensembler_model_info")
     assert dict(info)["model_uri"] == "/models/m"
     assert dict(info)["ensembler_class"] == "tests.Sum"
     assert "pyfunc_ensembler_version" in dict(info)
     assert scraped[("ensembler_model_load_seconds", ())] == 0.25
-
-
-def test_requests_are_counted_by_status_and_probes_are_not() -> None:
-    core = core_with(lambda body, headers: {"ok": True})
-    for _ in range(3):
-        assert core.handle(BODY, [])[0] == 200
-    bad = core.handle(b"{", [])
-    assert bad[0] == 400
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
-        decided = core.route("GET", path)
-        assert decided is not None and decided[0][0] == 200
-    scraped = samples(core.metrics)
-    assert scraped[("ensembler_requests_total", (("code", "200"),))] == 3
-    assert scraped[("ensembler_requests_total", (("code", "400"),))] == 1
-    assert scraped[("ensembler_request_duration_seconds_count", ())] == 4
-    # The malformed body never reached the ensembler.
-    assert scraped[("ensembler_ensemble_duration_seconds_count", ())] == 3
-    answered = 3 * len(b'{"ok":true}') + len(bad[1])
-    assert scraped[("ensembler_response_size_bytes_sum", ())] == answered
-
-
-def test_metrics_are_text_and_openapi_is_the_document() -> None:
-    core = core_with(lambda body, headers: 1)
-    decided = core.route("GET", "/metrics")
-    assert decided is not None
-    _, extra = decided
-    assert dict(extra)[b"content-type"].startswith(b"text/plain")
-    decided = core.route("GET", "/openapi.json")
-    assert decided is not None
-    assert set(json.loads(decided[0][1])["paths"]) == {
-        "/ensemble",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/openapi.json",
-    }
-
-
-def test_readiness_goes_false_when_draining_and_liveness_stays() -> None:
-    core = core_with(lambda body, headers: 1)
-    core.drain()
-    ready, alive = core.route("GET", "/readyz"), core.route("GET", "/healthz")
-    assert ready is not None and ready[0] == (503, b'{"status":"shutting_down"}')
-    assert alive is not None and alive[0][0] == 200
-    assert core.handle(BODY, [])[0] == 200  # requests still in flight are answered
-
-
-def test_over_the_concurrency_limit_is_503_with_retry_after() -> None:
-    async def slow(body: Any, headers: Headers) -> int:
-        await asyncio.sleep(0.05)
-        return 1
-
-    core = core_with(slow, is_async=True, max_concurrency=2)
-
-    async def scenario() -> tuple[list[int], Any]:
-        pending = [asyncio.ensure_future(core.handle_async(BODY, [])) for _ in range(2)]
-        await asyncio.sleep(0)  # both are now in flight
-        rejected = core.route("POST", "/ensemble")
-        return [status for status, _ in await asyncio.gather(*pending)], rejected
-
-    statuses, rejected = asyncio.run(scenario())
-    assert statuses == [200, 200]
-    assert rejected is not None
-    (status, body), extra = rejected
-    assert status == 503 and json.loads(body)["error"]["type"] == "overloaded"
-    assert dict(extra)[b"retry-after"] == b"1"
-    assert core.route("POST", "/ensemble") is None  # admitted again once they finished
-    assert samples(core.metrics)[("ensembler_requests_total", (("code", "503"),))] == 1
-
-
-def test_an_async_ensembler_past_the_deadline_gets_504() -> None:
-    async def slow(body: Any, headers: Headers) -> int:
-        await asyncio.sleep(10)
-        return 1
-
-    core = core_with(slow, is_async=True, request_timeout=0.05)
-    status, body = asyncio.run(core.handle_async(BODY, []))
-    assert status == 504 and json.loads(body)["error"]["type"] == "deadline_exceeded"
-    assert core.in_flight == 0
-
-
-def test_a_sync_ensembler_past_the_deadline_gets_504_when_it_returns() -> None:
-    core = core_with(lambda body, headers: time.sleep(0.06), request_timeout=0.01)
-    assert core.handle(BODY, [])[0] == 504
-
-
-def test_an_ensemblers_own_timeout_error_is_not_a_deadline() -> None:
-    async def fails(body: Any, headers: Headers) -> int:
-        raise asyncio.TimeoutError
-
-    core = core_with(fails, is_async=True, request_timeout=30)
-    assert asyncio.run(core.handle_async(BODY, []))[0] == 500
-
-
-def test_sync_ensemblers_run_in_the_thread_pool_when_asked() -> None:
-    import threading
-
-    threads: list[str] = []
-
-    def record(body: Any, headers: Headers) -> str:
-        threads.append(threading.current_thread().name)
-        return "ok"
-
-    core = core_with(record, sync_threads=2)
-    assert core.is_async  # front ends await handle_async
-    assert asyncio.run(core.handle_async(BODY, [])) == (200, b'"ok"')
-    assert threads[0].startswith("ensemble")
-
-
-@pytest.mark.parametrize("status", [200, 500])
-def test_in_flight_returns_to_zero(status: int) -> None:
-    def call(body: Any, headers: Headers) -> int:
-        if status == 500:
-            raise ValueError("boom")
-        return 1
-
-    core = core_with(call)
-    assert core.handle(BODY, [])[0] == status
-    assert core.in_flight == 0
-    assert samples(core.metrics)[("ensembler_requests_in_flight", ())] == 0
-
-
-def test_a_cancelled_request_frees_its_concurrency_slot() -> None:
-    async def forever(body: Any, headers: Headers) -> int:
-        await asyncio.sleep(3600)
-        return 1
-
-    core = core_with(forever, is_async=True, max_concurrency=1)
-
-    async def cancel_one() -> None:
-        task = asyncio.ensure_future(core.handle_async(BODY, []))
-        await asyncio.sleep(0.01)
-        assert core.in_flight == 1
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(cancel_one())
-    assert core.in_flight == 0
-    assert core.route("POST", "/ensemble") is None
-
-
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
-def test_probes_answer_head_as_get(path: str) -> None:
-    core = core_with(lambda body, headers: 1)
-    decided = core.route("HEAD", path)
-    assert decided is not None and decided[0][0] == 200
-    (status, _), extra = core.route("PUT", path)  # type: ignore[misc]
-    assert status == 405 and dict(extra)[b"allow"] == b"GET, HEAD"
-
-
-def test_a_burst_counts_each_sender_once() -> None:
-    core = core_with(lambda body, headers: 1, max_concurrency=2)
-
-    async def burst() -> list[bool]:
-        one, two, three = object(), object(), object()
-        senders = [one, one, one, two, two, three]  # pipelined requests arrive together
-        return [core.route("POST", "/ensemble", sender) is None for sender in senders]
-
-    assert asyncio.run(burst()) == [True, True, True, True, True, False]
 
 
 @pytest.fixture
@@ -384,3 +203,18 @@ def test_a_users_multiprocess_dir_is_emptied_of_old_files_and_kept(tmp_path: Pat
         assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
         theirs.close()
         assert tmp_path.is_dir()
+
+
+def test_the_metrics_port_answers_other_paths_with_the_one_error_shape() -> None:
+    port = free_port()
+    metrics.serve_metrics(Metrics(), "127.0.0.1", port)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/nowhere?x=1")
+    response = connection.getresponse()
+    assert (response.status, response.getheader("content-type")) == (404, "application/json")
+    message = "no such path: /nowhere (this port serves GET /metrics)"
+    assert json.loads(response.read()) == {"error": {"type": "not_found", "message": message}}
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    assert (response.status, response.getheader("content-type")) == (200, metrics.CONTENT_TYPE)
+    assert b"ensembler_workers 1" in response.read()

@@ -31,6 +31,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
+from pyfunc_ensembler.errors import NotFound, error_body
+
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
@@ -363,16 +365,22 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> threading.Thread:
 
     Called in the supervisor (or the only worker): the shared memory holds every
     worker's counts, so this process can answer for all of them without taking a
-    worker's time. Anything but ``GET /metrics`` gets 404.
+    worker's time. Any other path gets the 404 every error answer has the shape of.
     """
     import http.server
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            found = self.path.split("?", 1)[0] == "/metrics"
-            body = metrics.render() if found else b'{"error":{"type":"not_found"}}\n'
-            self.send_response(200 if found else 404)
-            self.send_header("Content-Type", CONTENT_TYPE if found else "application/json")
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, CONTENT_TYPE, metrics.render())
+            else:
+                missing = NotFound(f"no such path: {path} (this port serves GET /metrics)")
+                self._answer(missing.status, "application/json", error_body(missing))
+
+        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
