@@ -1,5 +1,5 @@
-"""The isolation wire format and settings; the processes themselves are exercised over
-HTTP in tests/reliability/test_isolation.py."""
+"""The isolation wire format; the processes themselves are exercised over HTTP in
+tests/reliability/test_isolation.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pyfunc_ensembler.isolation import (
     _Reader,
     _split_headers,
 )
-from pyfunc_ensembler.settings import Settings
 
 
 def request_frame(request_id: int, headers: bytes, body: bytes) -> bytes:
@@ -38,17 +37,3 @@ def test_answer_frames_carry_status_flags_and_seconds() -> None:
 )
 def test_headers_cross_unchanged(headers: list[tuple[bytes, bytes]]) -> None:
     assert _split_headers(_join_headers(headers)) == headers
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        ({"isolate": True, "sync_threads": 2}, "exclude each other"),
-        ({"max_ensembler_rss": 100}, "needs --isolate"),
-    ],
-)
-def test_settings_that_contradict_each_other_are_refused(
-    values: dict[str, object], message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        Settings(**values)  # type: ignore[arg-type]

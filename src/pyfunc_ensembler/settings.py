@@ -12,10 +12,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 ENV_PREFIX = "ENSEMBLER_"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# The settings that take one of a few words: each a Literal type, whose words are also the
+# command line's choices and what `Settings` checks at construction.
+Server = Literal["native", "asgi"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LogFormat = Literal["text", "json"]
+Tracing = Literal["off", "console", "otlp"]
 # A poll blocks the worker's event loop (timers, signals) for as long: keep it short.
 MAX_BUSY_POLL = 10_000
 FALLBACK_ENV = {
@@ -43,12 +48,12 @@ class Settings:
         8083, "Port to listen on (Turing's router calls 8083); else $PORT, as Knative sets it."
     )
     workers: int = _field(1, "Worker processes sharing the port; a dead worker is replaced.")
-    server: str = _field(
+    server: Server = _field(
         "native",
         "Front end: 'native' (HTTP/1.1 on uvloop + llhttp) or 'asgi' (uvicorn).",
-        choices=("native", "asgi"),
+        choices=get_args(Server),
     )
-    log_level: str = _field("warning", "Log level.", choices=LOG_LEVELS)
+    log_level: LogLevel = _field("warning", "Log level.", choices=get_args(LogLevel))
     max_body_size: int = _field(16 * 1024 * 1024, "Largest request body in bytes (413 above).")
     max_header_size: int = _field(
         64 * 1024, "Largest request line + headers in bytes (431 above; native front end)."
@@ -61,7 +66,7 @@ class Settings:
     )
     debug: bool = _field(False, "Put tracebacks in error answers (never in production).")
     # Operations (issue 4).
-    log_format: str = _field("text", "Log line format.", choices=("text", "json"))
+    log_format: LogFormat = _field("text", "Log line format.", choices=get_args(LogFormat))
     access_log: bool = _field(False, "Log one line per POST /ensemble (status, time, sizes, id).")
     graceful_timeout: int = _field(
         30, "Seconds requests in flight may take to finish after SIGTERM/SIGINT."
@@ -97,14 +102,20 @@ class Settings:
         "resident memory (MiB, the model's shared pages included) passes this (0: never).",
     )
     metrics_port: int = _field(0, "Also serve /metrics on this port (0: the main port only).")
-    tracing: str = _field(
+    tracing: Tracing = _field(
         "off",
         "OpenTelemetry spans for POST /ensemble: 'otlp' (OTEL_EXPORTER_OTLP_* variables; "
         "needs the 'tracing' extra) or 'console' (stderr).",
-        choices=("off", "console", "otlp"),
+        choices=get_args(Tracing),
     )
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            choices = field.metadata.get("choices")
+            value = getattr(self, field.name)
+            if choices and value not in choices:
+                words = ", ".join(repr(choice) for choice in choices)
+                raise ValueError(f"{field.name}={value!r}: choose one of {words}")
         if self.isolate and self.sync_threads:
             raise ValueError("--sync-threads and --isolate exclude each other")
         if self.max_ensembler_rss and not self.isolate:
