@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -96,3 +97,55 @@ def bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
             endpoint_override=endpoint, region="us-east-1", allow_bucket_creation=True
         ).create_dir(name)
     return f"{scheme}://{name}"
+
+
+BQ_PROJECT = "test-project"
+
+
+@pytest.fixture(scope="session")
+def bigquery_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """bqemulator (REST + gRPC Storage Read/Write APIs) on loopback, for the whole run."""
+    rest, grpc = free_port(), free_port()
+    server = emulators.bigquery(rest, grpc, BQ_PROJECT, tmp_path_factory.mktemp("bq")).start()
+    yield rest, grpc
+    server.stop()
+
+
+class BigQueryPlace:
+    """A dataset of its own in the emulator, and what the tests do there."""
+
+    def __init__(self, client: Any, dataset: str) -> None:
+        self.client, self.dataset = client, dataset
+
+    def table(self, name: str, schema: dict[str, str], rows: list[dict[str, Any]]) -> str:
+        from google.cloud import bigquery
+
+        table = f"{self.dataset}.{name}"
+        fields = [bigquery.SchemaField(k, v) for k, v in schema.items()]
+        self.client.create_table(bigquery.Table(table, schema=fields))
+        if rows:
+            assert self.client.insert_rows_json(table, rows) == []
+        return table
+
+    def rows(self, table: str, order_by: str = "id") -> list[dict[str, Any]]:
+        query = f"SELECT * FROM `{table}` ORDER BY {order_by}"
+        return [dict(row.items()) for row in self.client.query(query).result()]
+
+    def tables(self) -> list[str]:
+        return sorted(t.table_id for t in self.client.list_tables(self.dataset))
+
+
+@pytest.fixture
+def bq(bigquery_ports: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> Iterator[BigQueryPlace]:
+    """The emulator's variables set, and a fresh dataset in it."""
+    from pyfunc_ensembler.batch.bigquery import Clients
+
+    rest, grpc = bigquery_ports
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", f"127.0.0.1:{rest}")
+    monkeypatch.setenv("BIGQUERY_STORAGE_EMULATOR_HOST", f"127.0.0.1:{grpc}")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", BQ_PROJECT)
+    client = Clients(BQ_PROJECT, {}).rest
+    place = BigQueryPlace(client, f"{BQ_PROJECT}.d{uuid.uuid4().hex[:10]}")
+    client.create_dataset(place.dataset)
+    yield place
+    client.delete_dataset(place.dataset, delete_contents=True, not_found_ok=True)

@@ -24,3 +24,10 @@ class FailsOnSeven(PyFunc):
         if input["id"] == 7:
             raise ValueError("seven is unlucky")
         return float(input["id"])
+
+
+class RequiresEnricher(PyFunc):
+    """Turing's newest SDK signature: ``enricher_response`` without a default."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response, **kwargs):  # type: ignore[no-untyped-def]
+        return enricher_response is None and treatment_config is None

@@ -53,3 +53,65 @@ def test_every_problem_is_listed_with_its_path() -> None:
         "spec.sink.save_mode",
     }
     assert "spec.sink.save_mode: 'sometimes' is not one of" in caught.value.message
+
+
+def test_turings_bigquery_datasets_and_sink() -> None:
+    from pyfunc_ensembler.batch.job import BIGQUERY
+
+    job = parse_job(
+        {
+            "spec": {
+                "source": {
+                    "dataset": {
+                        "type": "BQ",
+                        "bq_config": {"table": "my-proj.ds.t", "features": ["id", "x"]},
+                    },
+                    "join_on": ["id"],
+                },
+                "predictions": {
+                    "a": {
+                        "dataset": {
+                            "type": "BQ",
+                            "bq_config": {"query": "SELECT 1", "options": {"viewsEnabled": True}},
+                        },
+                        "join_on": ["id"],
+                        "columns": ["p"],
+                    }
+                },
+                "ensembler": {"uri": "m", "result": {"column_name": "r", "type": "DOUBLE"}},
+                "sink": {
+                    "type": "BQ",
+                    "save_mode": "APPEND",
+                    "bq_config": {"table": "my-proj.ds.out", "staging_bucket": "b"},
+                },
+            }
+        }
+    )
+    assert job.source.format == BIGQUERY and job.source.columns == ("id", "x")
+    assert job.predictions[0].dataset.path == "(query)"
+    assert job.predictions[0].dataset.bigquery.options == {"viewsEnabled": "true"}  # type: ignore[union-attr]
+    assert job.sink.path == "my-proj.ds.out" and job.sink.bigquery.staging_bucket == "b"  # type: ignore[union-attr]
+
+
+def test_bigquery_problems_are_listed_with_their_paths() -> None:
+    bad = {
+        "spec": {
+            "source": {"dataset": {"type": "BQ", "bq_config": {"options": {"a": [1]}}}},
+            "predictions": {},
+            "ensembler": {"uri": "m", "result": {"column_name": "r", "type": "DOUBLE"}},
+            "sink": {"type": "GCS", "bq_config": {"table": "not a table"}, "path": "x"},
+        }
+    }
+    with pytest.raises(InvalidJob) as caught:
+        parse_job(bad)
+    assert {path for path, _ in caught.value.problems} == {
+        "spec.source.dataset.bq_config",
+        "spec.source.dataset.bq_config.options.a",
+        "spec.sink.type",
+        "spec.sink.bq_config",
+    }
+    bad["spec"]["sink"] = {"type": "BQ", "path": "x", "bq_config": {"table": "not a table"}}
+    with pytest.raises(InvalidJob) as caught:
+        parse_job(bad)
+    assert "spec.sink.bq_config.table: 'not a table' is not a table id" in caught.value.message
+    assert "spec.sink.path: is for file sinks" in caught.value.message

@@ -190,5 +190,20 @@ def test_duplicate_prediction_keys_are_refused(pick_model: str, tmp_path: Path) 
             "a": {"dataset": str(tmp_path / "p.parquet"), "join_on": ["id"], "columns": ["p"]}
         },
     )
-    with pytest.raises(BatchError, match="1 duplicate keys"):
+    with pytest.raises(BatchError) as caught:
         run(spec)
+    assert caught.value.message.startswith(
+        "prediction source 'a' has 1 duplicate keys on ['id']: a left join would repeat "
+        "source rows (Turing's SQL join does, silently)"
+    )
+
+
+def test_an_ensembler_that_requires_enricher_response_gets_none(tmp_path: Path) -> None:
+    from tests.batch import models
+    from tests.batch.conftest import save
+
+    uri = save(models.RequiresEnricher(), tmp_path / "model")
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "in.parquet")
+    run(short_job(uri, str(tmp_path / "in.parquet"), str(tmp_path / "o.parquet"),
+                  result_type="BOOLEAN"))  # fmt: skip
+    assert pq.read_table(tmp_path / "o.parquet").column("result").to_pylist() == [True, True]

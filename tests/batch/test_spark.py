@@ -59,3 +59,45 @@ def test_joins_and_row_errors(spark_session: Any, failing_model: str, tmp_path: 
         Exception, match=r"row \d+ \(id=7\): ensemble\(\) raised ValueError: seven is unlucky"
     ):
         run(spec, "spark", session=spark_session)
+
+
+def test_bigquery_goes_through_the_connector_with_turings_options(
+    spark_session: Any, pick_model: str
+) -> None:
+    """What Spark is given; the connector itself cannot be fetched here (no Maven)."""
+    from pyfunc_ensembler.batch import parse_job
+    from pyfunc_ensembler.batch.spark import CONNECTOR_HINT, reader_options, writer_options
+    from pyfunc_ensembler.errors import BatchError
+    from tests.batch.test_bigquery import turing_document
+
+    spec = parse_job(turing_document("proj.dset", pick_model, "OVERWRITE"))
+    assert reader_options(spec.source) == (
+        "bigquery",
+        {"table": "proj.dset.features"},
+        None,
+    )
+    assert spec.source.columns == ("id", "route")  # selected after the load, as Spark prunes
+    assert reader_options(spec.predictions[0].dataset) == (
+        "bigquery",
+        {
+            "viewsEnabled": "true",
+            "materializationDataset": "dset",
+            "query": "SELECT key, data, is_default FROM `proj.dset.predictions_a` WHERE key >= 0",
+        },
+        None,
+    )
+    assert writer_options(spec.sink) == (
+        "bigquery",
+        "overwrite",
+        {
+            "createDisposition": "CREATE_IF_NEEDED",
+            "temporaryGcsBucket": "a-bucket",
+            "table": "proj.dset.scores",
+        },
+        None,
+    )
+    assert spec.spark_conf()["spark.jars.packages"].startswith("com.google.cloud.spark:")
+    # This Spark has no connector: the job says so in one line, not in a Java stack.
+    with pytest.raises(BatchError) as caught:
+        run(spec, "spark", session=spark_session)
+    assert caught.value.message == CONNECTOR_HINT

@@ -18,8 +18,8 @@ from __future__ import annotations
 import fnmatch
 import glob
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -28,11 +28,77 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from pyfunc_ensembler.batch import storage
-from pyfunc_ensembler.batch.job import Dataset, PredictionSource, SaveMode, Sink, format_of
+from pyfunc_ensembler.batch.job import (
+    BIGQUERY,
+    Dataset,
+    PredictionSource,
+    SaveMode,
+    Sink,
+    format_of,
+)
 from pyfunc_ensembler.errors import BatchError
 
 _ARROW_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}
 _EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
+
+
+class Source(Protocol):
+    """Where rows come from: files (`Files`) or a BigQuery table or query (`bigquery`)."""
+
+    schema: pa.Schema
+
+    def batches(self, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """The rows, batch after batch, with `columns` only (all when ``None``)."""
+        ...
+
+    def count(self) -> int | None:
+        """How many rows, when known without reading them (for the progress bar)."""
+        ...
+
+
+class Destination(Protocol):
+    """Where results go: files (`Output`) or a BigQuery table (`bigquery.TableSink`)."""
+
+    skip: bool
+
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def commit(self, empty_schema: pa.Schema) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def open_source(spec: Dataset, needed: Sequence[str] = ()) -> Source:
+    """The dataset `spec` names; `needed` are columns read beside its selection (join keys)."""
+    if spec.format == BIGQUERY:
+        from pyfunc_ensembler.batch.bigquery import BigQueryTable
+
+        return BigQueryTable(spec, needed)
+    return Files(spec)
+
+
+def open_destination(sink: Sink) -> Destination:
+    if sink.format == BIGQUERY:
+        from pyfunc_ensembler.batch.bigquery import TableSink
+
+        return TableSink(sink)
+    return Output(sink)
+
+
+class Files:
+    """A file dataset (`open_dataset`) as a `Source`."""
+
+    def __init__(self, spec: Dataset) -> None:
+        self.spec = spec
+        self.dataset = open_dataset(spec)
+        self.schema = self.dataset.schema
+
+    def batches(self, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+        return iter(self.dataset.to_batches(columns=columns, batch_size=batch_size))
+
+    def count(self) -> int | None:
+        # Parquet knows its row count from metadata; counting CSV or JSON would read it all.
+        return int(self.dataset.count_rows()) if self.spec.format == "parquet" else None
 
 
 def open_dataset(spec: Dataset) -> ds.Dataset:
@@ -76,11 +142,13 @@ class Predictions:
     def __init__(self, source: PredictionSource, source_keys: Sequence[str]) -> None:
         self.name = source.column_name
         self.source_keys = tuple(source_keys)
-        dataset = open_dataset(source.dataset)
-        missing = [c for c in (*source.join_on, *source.columns) if c not in dataset.schema.names]
+        wanted = [*source.join_on, *source.columns]
+        data = open_source(source.dataset, wanted)
+        missing = [c for c in wanted if c not in data.schema.names]
         if missing:
-            raise BatchError(_missing(missing, source.dataset.path, dataset.schema.names))
-        table = dataset.to_table(columns=[*source.join_on, *source.columns])
+            raise BatchError(_missing(missing, source.dataset.path, data.schema.names))
+        schema = pa.schema([data.schema.field(c) for c in wanted])
+        table = pa.Table.from_batches(list(data.batches(wanted, 1 << 20)), schema=schema)
         if len(source.columns) == 1:
             self.values: pa.Array = table.column(source.columns[0]).combine_chunks()
         else:
@@ -99,7 +167,8 @@ class Predictions:
         if duplicates:
             raise BatchError(
                 f"prediction source '{source.name}' has {duplicates} duplicate keys on "
-                f"{list(source.join_on)}: a left join would repeat source rows"
+                f"{list(source.join_on)}: a left join would repeat source rows (Turing's SQL "
+                f"join does, silently); keep one row per key in that source"
             )
 
     def column_for(self, batch: pa.RecordBatch) -> pa.Array:

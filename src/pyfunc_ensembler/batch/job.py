@@ -1,6 +1,9 @@
-"""The batch job spec: Turing's ``BatchEnsemblingJob`` shape, with files in place of BigQuery.
+"""The batch job spec: Turing's ``BatchEnsemblingJob``, with BigQuery or files for datasets.
 
-A job file is YAML (or JSON)::
+Turing's own job files run unchanged: a dataset ``{type: BQ, bq_config: {table,
+features} | {query, options}}``, a sink ``{type: BQ, bq_config: {table,
+staging_bucket, options}, save_mode, columns}`` (`bigquery`). Beside them, file
+datasets (ours). A job file is YAML (or JSON)::
 
     version: v1
     kind: BatchEnsemblingJob
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,9 @@ from pyfunc_ensembler.errors import InvalidJob
 KIND = "BatchEnsemblingJob"
 SPARK_ANNOTATION_PREFIX = "spark/"
 FORMATS = ("parquet", "csv", "jsonl")
+BIGQUERY = "bigquery"
+"""The `Dataset.format` / `Sink.format` of a BigQuery table (``type: BQ``)."""
+_TABLE_ID = re.compile(r"^[a-z][a-z0-9-]+[.:][\w-]+\.[\w$-]+$")
 _SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -88,12 +95,29 @@ class OnInvalid(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class BigQuery:
+    """Turing's ``bq_config``: of a dataset (table and features, or query) or of the sink."""
+
+    table: str | None = None
+    """``project.dataset.table``."""
+    features: tuple[str, ...] | None = None
+    query: str | None = None
+    """Standard SQL; when given, it is the dataset (``table`` and ``features`` unused)."""
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """spark-bigquery connector options (the local engine honours the ones it knows)."""
+    staging_bucket: str | None = None
+    """The sink's: the connector's ``temporaryGcsBucket`` (Spark's indirect write)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
     path: str
-    """A local path, a glob (``parts/*.parquet``), a directory, or a URI the engine reads."""
+    """A local path, a glob (``parts/*.parquet``), a directory, or a URI the engine reads;
+    a BigQuery table's id (or ``(query)``)."""
     format: str
     columns: tuple[str, ...] | None = None
     """Columns to read (all when ``None``)."""
+    bigquery: BigQuery | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +149,7 @@ class Sink:
     format: str
     save_mode: SaveMode = SaveMode.ERRORIFEXISTS
     columns: tuple[str, ...] | None = None
+    bigquery: BigQuery | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,15 +318,62 @@ class _Checker:
         if value is None:
             self.fail(path, "is required")
             return None
-        data = self.mapping(value, path, ("type", "path", "format", "columns"))
-        if data.get("type", "file") != "file":
-            self.fail(f"{path}.type", f"only 'file' datasets are supported, not {data['type']!r}")
+        data = self.mapping(value, path, ("type", "path", "format", "columns", "bq_config"))
+        kind = self.kind(data.get("type"), f"{path}.type")
+        if kind == "BQ":
+            for key in ("path", "format", "columns"):
+                if key in data:
+                    self.fail(f"{path}.{key}", "is for file datasets: a BQ one has bq_config")
+            config = self.bq_config(data.get("bq_config"), f"{path}.bq_config", sink=False)
+            if config is None:
+                return None
+            if config.query is None:
+                return Dataset(config.table or "", BIGQUERY, config.features, config)
+            return Dataset("(query)", BIGQUERY, None, config)  # Turing: a query wins
+        if "bq_config" in data:
+            self.fail(f"{path}.bq_config", "is for type BQ")
         location = self.text(data.get("path"), f"{path}.path")
         fmt = self.format(data.get("format"), location, f"{path}.format")
         columns = self.names(data.get("columns"), f"{path}.columns", required=False)
         if location is None or fmt is None:
             return None
         return Dataset(location, fmt, columns)
+
+    def kind(self, value: object, path: str) -> str | None:
+        """``file`` (the default) or Turing's ``BQ``."""
+        if value is None or value == "file":
+            return "file"
+        if str(value).upper() == "BQ":
+            return "BQ"
+        self.fail(path, f"must be BQ or file, not {value!r}")
+        return None
+
+    def bq_config(self, value: object, path: str, *, sink: bool) -> BigQuery | None:
+        fields = (
+            ("table", "staging_bucket", "options")
+            if sink
+            else ("table", "features", "query", "options")
+        )
+        data = self.mapping(value, path, fields)
+        if value is None:
+            self.fail(path, "is required for type BQ")
+            return None
+        table = self.text(data.get("table"), f"{path}.table", required=sink)
+        query = None if sink else self.text(data.get("query"), f"{path}.query", required=False)
+        if table and not _TABLE_ID.match(table):
+            self.fail(f"{path}.table", f"{table!r} is not a table id project.dataset.table")
+        if not sink and "table" not in data and "query" not in data:
+            self.fail(path, 'needs "table" (and "features") or "query"')
+        features = self.names(data.get("features"), f"{path}.features", required=False)
+        staging = self.text(data.get("staging_bucket"), f"{path}.staging_bucket", required=False)
+        options = self.mapping(data.get("options"), f"{path}.options", None)
+        for key, option in options.items():
+            if not isinstance(option, (str, int, float, bool)):
+                self.fail(f"{path}.options.{key}", "must be a string")
+        texts = {
+            str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()
+        }
+        return BigQuery(table, features or None, query, texts, staging)
 
     def format(self, value: object, location: str | None, path: str) -> str | None:
         if value is not None:
@@ -393,20 +465,30 @@ class _Checker:
 
     def sink(self, value: object) -> Sink | None:
         path = "spec.sink"
-        data = self.mapping(value, path, ("type", "path", "format", "save_mode", "columns"))
+        data = self.mapping(
+            value, path, ("type", "path", "format", "save_mode", "columns", "bq_config")
+        )
         if value is None:
             self.fail(path, "is required")
             return None
-        if data.get("type", "file") != "file":
-            self.fail(f"{path}.type", f"only 'file' sinks are supported, not {data['type']!r}")
-        location = self.text(data.get("path"), f"{path}.path")
-        fmt = self.format(
-            data.get("format") or _default_sink_format(location), location, f"{path}.format"
-        )
         mode = self.choice(
             data.get("save_mode"), f"{path}.save_mode", SaveMode, SaveMode.ERRORIFEXISTS
         )
         columns = self.names(data.get("columns"), f"{path}.columns", required=False)
+        if self.kind(data.get("type"), f"{path}.type") == "BQ":
+            for key in ("path", "format"):
+                if key in data:
+                    self.fail(f"{path}.{key}", "is for file sinks: a BQ one has bq_config")
+            config = self.bq_config(data.get("bq_config"), f"{path}.bq_config", sink=True)
+            if config is None or config.table is None:
+                return None
+            return Sink(config.table, BIGQUERY, mode, columns, config)
+        if "bq_config" in data:
+            self.fail(f"{path}.bq_config", "is for type BQ")
+        location = self.text(data.get("path"), f"{path}.path")
+        fmt = self.format(
+            data.get("format") or _default_sink_format(location), location, f"{path}.format"
+        )
         if location is None or fmt is None:
             return None
         return Sink(location, fmt, mode, columns)

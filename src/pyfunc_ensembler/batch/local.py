@@ -15,7 +15,7 @@ from typing import TextIO
 import pyarrow as pa
 
 from pyfunc_ensembler.batch.apply import TableEnsembler
-from pyfunc_ensembler.batch.io import Output, Predictions, join, open_dataset
+from pyfunc_ensembler.batch.io import Predictions, join, open_destination, open_source
 from pyfunc_ensembler.batch.job import Job
 from pyfunc_ensembler.batch.progress import Progress
 from pyfunc_ensembler.batch.results import Report, arrow_type
@@ -35,21 +35,22 @@ def run(
     """Run `job` on this machine; `progress` is where a terminal bar goes (stderr)."""
     started = time.perf_counter()
     report = Report("local", output=job.sink.path, timings=dict.fromkeys(STAGES, 0.0))
+    _check_bigquery(job)
     ensembler = TableEnsembler(
         job.ensembler_uri, job.result, job.join_on, force_mlflow=force_mlflow
     ).load()
-    output = Output(job.sink)
+    output = open_destination(job.sink)
     if output.skip:
         report.skipped = True
         return report
-    source = open_dataset(job.source)
+    source = open_source(job.source, job.join_on)
     columns = _source_columns(job, source.schema.names)
     predictions = [Predictions(p, job.join_on) for p in job.predictions]
-    bar = Progress(_count(source, job), progress or sys.stderr)
+    bar = Progress(source.count(), progress or sys.stderr)
     timings = report.timings
     schema = None
     try:
-        for batch in _timed(source.to_batches(columns=columns, batch_size=batch_size), timings):
+        for batch in _timed(source.batches(columns, batch_size), timings):
             tick = time.perf_counter()
             joined = join(batch, predictions)
             timings["join"] += time.perf_counter() - tick
@@ -88,11 +89,14 @@ def _source_columns(job: Job, names: list[str]) -> list[str] | None:
     return [*job.source.columns, *(k for k in job.join_on if k not in job.source.columns)]
 
 
-def _count(source: object, job: Job) -> int | None:
-    # Parquet knows its row count from metadata; counting CSV or JSON would read it all.
-    if job.source.format != "parquet":
-        return None
-    return int(source.count_rows())  # type: ignore[attr-defined]
+def _check_bigquery(job: Job) -> None:
+    """Refuse at once the BigQuery options this engine cannot honour (each with its path)."""
+    datasets = {"spec.source.dataset": job.source}
+    datasets.update({f"spec.predictions.{p.name}.dataset": p.dataset for p in job.predictions})
+    if any(d.bigquery for d in datasets.values()) or job.sink.bigquery:
+        from pyfunc_ensembler.batch.bigquery import check_options
+
+        check_options(datasets, job.sink)
 
 
 def _timed(

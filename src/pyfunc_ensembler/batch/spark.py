@@ -10,6 +10,14 @@ it must be a URI they can reach (``gs://``, ``s3://``, ``models:/`` …).
 The job's ``spark/<key>`` annotations are Spark configuration, e.g.
 ``spark/spark.executor.memory: 4g``; ``spark/spark.master`` or ``--master`` picks
 the master.
+
+BigQuery datasets and sinks go through the spark-bigquery connector
+(``format("bigquery")``), with the job's ``options`` as the connector's options, as
+Turing's engine does: a table is read with ``table`` (its ``features`` selected), a
+query with ``query``; the sink gets ``table`` and ``temporaryGcsBucket`` (its
+``staging_bucket``) and the save mode. The connector is the user's to supply, as on
+Turing: ``spark/spark.jars.packages:
+com.google.cloud.spark:spark-bigquery-with-dependencies_2.13:<version>``.
 """
 
 from __future__ import annotations
@@ -23,11 +31,16 @@ from typing import Any
 import pyarrow as pa
 
 from pyfunc_ensembler.batch.apply import TableEnsembler
-from pyfunc_ensembler.batch.job import Dataset, Job, PredictionSource
+from pyfunc_ensembler.batch.job import BIGQUERY, Dataset, Job, PredictionSource, Sink
 from pyfunc_ensembler.batch.results import Report, arrow_type
 from pyfunc_ensembler.errors import BatchError
 
 DEFAULT_MASTER = "local[*]"
+CONNECTOR_HINT = (
+    "the spark-bigquery connector is not on Spark's classpath: add the annotation "
+    "spark/spark.jars.packages: com.google.cloud.spark:spark-bigquery-with-dependencies_2.13:"
+    "<version> to the job (or its jar to spark.jars)"
+)
 
 
 def run(
@@ -43,9 +56,13 @@ def run(
     started = time.perf_counter()
     spark = session or build_session(job, master, conf)
     report = Report("spark", output=job.sink.path)
-    frame = _read(spark, job.source, job.source.columns, job.join_on)
-    for source in job.predictions:
-        frame = _join(spark, frame, source, job.join_on)
+    try:
+        frame = _read(spark, job.source, job.source.columns, job.join_on)
+        for source in job.predictions:
+            frame = _join(spark, frame, source, job.join_on)
+    except Exception as exc:
+        _explain(exc)
+        raise
     ensembler = TableEnsembler(
         job.ensembler_uri, job.result, job.join_on, force_mlflow=force_mlflow
     )
@@ -55,7 +72,11 @@ def run(
     ensembled = frame.mapInArrow(_ensemble_partition(ensembler, rows, nulled), schema)
     if job.sink.columns:
         ensembled = ensembled.select(*job.sink.columns)
-    _write(ensembled, job)
+    try:
+        _write(ensembled, job)
+    except Exception as exc:
+        _explain(exc)
+        raise
     report.rows, report.nulled = int(rows.value), int(nulled.value)
     report.seconds = time.perf_counter() - started
     return report
@@ -77,12 +98,48 @@ def build_session(job: Job, master: str | None = None, conf: dict[str, str] | No
     return builder.getOrCreate()
 
 
-def _read(spark: Any, dataset: Dataset, columns: Any, keys: tuple[str, ...]) -> Any:
-    reader = spark.read
+def _explain(exc: Exception) -> None:
+    """A missing connector, said in one line (Spark's own message is a Java stack)."""
+    text = str(exc)
+    if "bigquery" in text.lower() and ("DATA_SOURCE_NOT_FOUND" in text or "ClassNotFound" in text):
+        raise BatchError(CONNECTOR_HINT) from None
+
+
+def reader_options(dataset: Dataset) -> tuple[str, dict[str, Any], str | None]:
+    """``(format, options, path)`` of `dataset` for ``spark.read``."""
+    if dataset.format == BIGQUERY:
+        assert dataset.bigquery is not None
+        config = dataset.bigquery
+        options: dict[str, Any] = dict(config.options)
+        if config.query:
+            options["query"] = config.query
+        else:
+            options["table"] = config.table
+        return "bigquery", options, None
     if dataset.format == "csv":
-        reader = reader.option("header", True).option("inferSchema", True)
-    fmt = "json" if dataset.format == "jsonl" else dataset.format
-    frame = reader.format(fmt).load(dataset.path)
+        return "csv", {"header": True, "inferSchema": True}, dataset.path
+    return "json" if dataset.format == "jsonl" else dataset.format, {}, dataset.path
+
+
+def writer_options(sink: Sink) -> tuple[str, str, dict[str, Any], str | None]:
+    """``(format, mode, options, path)`` of `sink` for ``DataFrame.write``."""
+    mode = sink.save_mode.value
+    if sink.format == BIGQUERY:
+        assert sink.bigquery is not None
+        options: dict[str, Any] = dict(sink.bigquery.options)
+        if sink.bigquery.staging_bucket:
+            options["temporaryGcsBucket"] = sink.bigquery.staging_bucket
+        options["table"] = sink.bigquery.table
+        return "bigquery", mode, options, None
+    if sink.format == "csv":
+        return "csv", mode, {"header": True}, sink.path
+    return "json" if sink.format == "jsonl" else sink.format, mode, {}, sink.path
+
+
+def _read(spark: Any, dataset: Dataset, columns: Any, keys: tuple[str, ...]) -> Any:
+    fmt, options, path = reader_options(dataset)
+    reader = spark.read.format(fmt).options(**options)
+    frame = reader.load(path) if path else reader.load()
     if columns:
         frame = frame.select(*columns, *(k for k in keys if k not in columns))
     return frame
@@ -145,12 +202,12 @@ def _write(frame: Any, job: Job) -> None:
         frame = frame.select(
             *(F.to_json(c).alias(c) if c in nested else F.col(c) for c in frame.columns)
         )
-    writer = frame.write.mode(sink.save_mode.value).format(
-        "json" if sink.format == "jsonl" else sink.format
-    )
-    if sink.format == "csv":
-        writer = writer.option("header", True)
-    writer.save(sink.path)
+    fmt, mode, options, path = writer_options(sink)
+    writer = frame.write.mode(mode).format(fmt).options(**options)
+    if path:
+        writer.save(path)
+    else:
+        writer.save()
 
 
 _NESTED = ("struct", "array", "map")

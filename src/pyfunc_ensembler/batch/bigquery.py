@@ -1,0 +1,428 @@
+"""BigQuery datasets and sinks for the local engine: the Storage Read API in, the Write API out.
+
+Reading (`BigQueryTable`): a table is read through one Storage Read API session
+straight into Arrow record batches, page after page (memory holds a page, whatever
+the table's size), with only the columns the job needs (``features`` and the join
+keys) and ``options.filter`` as its row restriction. A ``query`` is first
+materialized: with ``options.materializationDataset`` (as the spark-bigquery
+connector asks) into a table there, ``CREATE TABLE … AS`` the query, read, then
+dropped; without it, into the query job's own result table.
+
+Writing (`TableSink`): batches go through the Storage Write API, in one *pending*
+stream, into a staging table beside the sink (``_<table>_staging_<id>``, expiring in
+a day); at the end the stream is committed and one copy job moves the rows into the
+sink with the save mode's write disposition (``WRITE_TRUNCATE`` for overwrite,
+``WRITE_APPEND``, ``WRITE_EMPTY``), then the staging table is dropped. Until that copy
+the sink is untouched, so a failed job leaves it as it was, and the copy itself is
+atomic in BigQuery.
+
+Where: ``BIGQUERY_EMULATOR_HOST`` (``host:port``, REST) and
+``BIGQUERY_STORAGE_EMULATOR_HOST`` (``host:port``, the Storage APIs' gRPC, plain
+text) point the clients at an emulator or a private endpoint, with anonymous
+credentials, as Google's storage client does with ``STORAGE_EMULATOR_HOST``;
+otherwise Google's default credentials (or ``options.credentialsFile``). Jobs run in
+``options.parentProject``, else the table's project, else the default project
+(``GOOGLE_CLOUD_PROJECT`` or the credentials').
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pyfunc_ensembler.batch.job import BigQuery, Dataset, SaveMode, Sink
+from pyfunc_ensembler.errors import BatchError, InvalidJob
+
+EXTRA_HINT = "BigQuery needs the bigquery extra: pip install 'pyfunc-ensembler[bigquery]'"
+REST_ENV = "BIGQUERY_EMULATOR_HOST"
+STORAGE_ENV = "BIGQUERY_STORAGE_EMULATOR_HOST"
+
+# The spark-bigquery connector's options that the local engine honours; any other is
+# refused with its path (the Spark engine hands every option to the connector).
+READ_OPTIONS = {
+    "parentProject": "the project jobs and read sessions run in (billing)",
+    "credentialsFile": "a service account key file",
+    "filter": "a row restriction, in BigQuery SQL",
+    "materializationDataset": "where a query's result is written before it is read",
+    "materializationProject": "the project of materializationDataset",
+    "viewsEnabled": "accepted: the local engine reads tables and queries alike",
+}
+WRITE_OPTIONS = {
+    "parentProject": READ_OPTIONS["parentProject"],
+    "credentialsFile": READ_OPTIONS["credentialsFile"],
+    "createDisposition": "CREATE_IF_NEEDED (default) or CREATE_NEVER",
+    "writeMethod": "accepted: the local engine always writes with the Storage Write API",
+    "temporaryGcsBucket": "accepted: the local engine stages in a table, not in GCS",
+}
+_DISPOSITIONS = {
+    SaveMode.OVERWRITE: "WRITE_TRUNCATE",
+    SaveMode.APPEND: "WRITE_APPEND",
+    SaveMode.ERRORIFEXISTS: "WRITE_EMPTY",
+    SaveMode.IGNORE: "WRITE_EMPTY",
+}
+_APPEND_BYTES = 8 * 1024 * 1024
+"""Rows per AppendRows request are kept under this (BigQuery refuses requests over 10 MB)."""
+
+
+def check_options(datasets: Mapping[str, Dataset], sink: Sink) -> None:
+    """Refuse, with their paths, the options the local engine cannot honour."""
+    problems: list[tuple[str, str]] = []
+    places = [
+        (path, d.bigquery.options, READ_OPTIONS) for path, d in datasets.items() if d.bigquery
+    ]
+    if sink.bigquery:
+        places.append(("spec.sink", sink.bigquery.options, WRITE_OPTIONS))
+    for path, options, known in places:
+        for key in options:
+            if key not in known:
+                problems.append(
+                    (
+                        f"{path}.bq_config.options.{key}",
+                        f"the local engine cannot honour this option (it knows: "
+                        f"{', '.join(known)}); --engine spark gives every option to the "
+                        f"spark-bigquery connector",
+                    )
+                )
+    if sink.bigquery:
+        create = sink.bigquery.options.get("createDisposition", "CREATE_IF_NEEDED")
+        if create not in ("CREATE_IF_NEEDED", "CREATE_NEVER"):
+            problems.append(
+                (
+                    "spec.sink.bq_config.options.createDisposition",
+                    f"{create!r} is not one of CREATE_IF_NEEDED, CREATE_NEVER",
+                )
+            )
+    if problems:
+        raise InvalidJob(problems)
+
+
+class Clients:
+    """The REST client (jobs, tables) and the Storage Read/Write clients, for one project."""
+
+    def __init__(self, project: str, options: Mapping[str, str]) -> None:
+        try:
+            from google.cloud import bigquery, bigquery_storage_v1
+        except ImportError:
+            raise BatchError(EXTRA_HINT) from None
+        credentials = _credentials(options)
+        rest = os.environ.get(REST_ENV)
+        client_options = None
+        if rest:
+            from google.api_core.client_options import ClientOptions
+
+            client_options = ClientOptions(api_endpoint=_url(rest))
+        # No project named: the client finds one (GOOGLE_CLOUD_PROJECT, the credentials').
+        self.rest = bigquery.Client(
+            project=options.get("parentProject") or project or None,
+            credentials=credentials,
+            client_options=client_options,
+        )
+        self.project: str = self.rest.project
+        storage = os.environ.get(STORAGE_ENV)
+        if storage:
+            import grpc
+            from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+                BigQueryReadGrpcTransport,
+            )
+            from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+                BigQueryWriteGrpcTransport,
+            )
+
+            channel = grpc.insecure_channel(storage.removeprefix("http://"))
+            self.read = bigquery_storage_v1.BigQueryReadClient(
+                transport=BigQueryReadGrpcTransport(channel=channel)
+            )
+            self.write = bigquery_storage_v1.BigQueryWriteClient(
+                transport=BigQueryWriteGrpcTransport(channel=channel)
+            )
+        else:
+            self.read = bigquery_storage_v1.BigQueryReadClient(credentials=credentials)
+            self.write = bigquery_storage_v1.BigQueryWriteClient(credentials=credentials)
+
+
+def _url(host: str) -> str:
+    return host if "://" in host else f"http://{host}"
+
+
+def _credentials(options: Mapping[str, str]) -> Any:
+    if os.environ.get(REST_ENV) or os.environ.get(STORAGE_ENV):
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    if options.get("credentialsFile"):
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_file(
+            options["credentialsFile"],
+            scopes=["https://www.googleapis.com/auth/cloud-platform"],
+        )
+    return None
+
+
+def _split(table: str) -> tuple[str, str, str]:
+    project, dataset, name = table.replace(":", ".").split(".")
+    return project, dataset, name
+
+
+def _path(table: str) -> str:
+    project, dataset, name = _split(table)
+    return f"projects/{project}/datasets/{dataset}/tables/{name}"
+
+
+def _failed(what: str, exc: Exception) -> BatchError:
+    message = getattr(exc, "message", None) or str(exc)
+    return BatchError(f"BigQuery: {what}: {message}")
+
+
+class BigQueryTable:
+    """A BigQuery dataset as a stream of record batches (`io.Source`)."""
+
+    def __init__(self, spec: Dataset, needed: Sequence[str]) -> None:
+        assert spec.bigquery is not None
+        self.spec = spec
+        self.config: BigQuery = spec.bigquery
+        options = self.config.options
+        project = _split(self.config.table)[0] if self.config.table else ""
+        self.clients = Clients(project or options.get("materializationProject", ""), options)
+        self._dropped: str | None = None
+        table = self.config.table
+        columns: list[str] | None = None
+        if self.config.query:
+            table = self._materialize(self.config.query)
+        elif self.config.features:
+            columns = [*self.config.features, *(c for c in needed if c not in self.config.features)]
+        assert table is not None
+        self.table = table
+        self._session = self._open(table, columns, options.get("filter"))
+        self.schema = _plain(pa.ipc.read_schema(pa.py_buffer(self._arrow_schema())))
+
+    def _materialize(self, query: str) -> str:
+        options = self.config.options
+        client = self.clients.rest
+        dataset = options.get("materializationDataset")
+        try:
+            if dataset is None:
+                job = client.query(query)
+                job.result()
+                destination = job.destination
+                return f"{destination.project}.{destination.dataset_id}.{destination.table_id}"
+            project = options.get("materializationProject") or self.clients.project
+            table = f"{project}.{dataset}._pyfunc_ensembler_{uuid.uuid4().hex[:12]}"
+            client.query(f"CREATE TABLE `{table}` AS\n{query}").result()
+        except Exception as exc:
+            raise _failed("the query failed", exc) from exc
+        self._dropped = table
+        return table
+
+    def _open(self, table: str, columns: list[str] | None, restriction: str | None) -> Any:
+        from google.cloud.bigquery_storage_v1 import types
+
+        options = types.ReadSession.TableReadOptions(
+            selected_fields=columns or [], row_restriction=restriction or ""
+        )
+        session = types.ReadSession(
+            table=_path(table), data_format=types.DataFormat.ARROW, read_options=options
+        )
+        try:
+            # One stream: the rows in the order one reader gets them, as a file is read.
+            return self.clients.read.create_read_session(
+                parent=f"projects/{self.clients.project}", read_session=session, max_stream_count=1
+            )
+        except Exception as exc:
+            hint = ""
+            if self.config.query and "materializationDataset" not in self.config.options:
+                hint = " (options.materializationDataset writes the query's result there first)"
+            raise _failed(f"cannot read {self.spec.path}{hint}", exc) from exc
+
+    def _arrow_schema(self) -> bytes:
+        return bytes(self._session.arrow_schema.serialized_schema)
+
+    def count(self) -> int | None:
+        return int(self._session.estimated_row_count) or None
+
+    def batches(self, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """The table's rows, page by page; the materialized query's table dropped at the end."""
+        try:
+            for stream in self._session.streams:
+                reader = self.clients.read.read_rows(stream.name)
+                for page in reader.rows(self._session).pages:
+                    batch = _with_schema(page.to_arrow(), self.schema)
+                    yield batch.select(list(columns)) if columns else batch
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._dropped:
+            self.clients.rest.delete_table(self._dropped, not_found_ok=True)
+            self._dropped = None
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """`schema` without the field metadata a server may add (it would follow into the sink)."""
+    return pa.schema([field.remove_metadata() for field in schema])
+
+
+def _with_schema(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+
+
+class TableSink:
+    """A BigQuery table written under a save mode (`io.Output`'s interface)."""
+
+    def __init__(self, sink: Sink) -> None:
+        from google.api_core.exceptions import NotFound
+
+        assert sink.bigquery is not None
+        self.sink = sink
+        self.table = sink.path
+        options = sink.bigquery.options
+        self.clients = Clients(_split(self.table)[0], options)
+        try:
+            self.clients.rest.get_table(self.table)
+            self.exists = True
+        except NotFound:
+            self.exists = False
+        except Exception as exc:
+            raise _failed(f"cannot look up {self.table}", exc) from exc
+        if self.exists and sink.save_mode is SaveMode.ERRORIFEXISTS:
+            raise BatchError(
+                f"BigQuery table {self.table} exists: choose save_mode overwrite, append or "
+                f"ignore (--save-mode), or another table"
+            )
+        self.create = options.get("createDisposition", "CREATE_IF_NEEDED")
+        if not self.exists and self.create == "CREATE_NEVER":
+            raise BatchError(f"BigQuery table {self.table} does not exist (CREATE_NEVER)")
+        self.skip = self.exists and sink.save_mode is SaveMode.IGNORE
+        project, dataset, name = _split(self.table)
+        self.staging = f"{project}.{dataset}._{name}_staging_{uuid.uuid4().hex[:12]}"
+        self._stream: str | None = None
+        self._schema: pa.Schema | None = None
+        self._created = False
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.sink.columns:
+            batch = batch.select(list(self.sink.columns))
+        if self._schema is None:
+            self._start(batch.schema)
+        assert self._schema is not None
+        batch = batch.cast(self._schema)
+        if batch.num_rows:
+            self._append(batch)
+
+    def _start(self, schema: pa.Schema) -> None:
+        from google.cloud import bigquery
+        from google.cloud.bigquery_storage_v1 import types
+
+        self._schema = pa.schema([pa.field(f.name, _storable(f.type)) for f in schema])
+        table = bigquery.Table(self.staging, schema=[_field(f) for f in self._schema])
+        table.expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        try:
+            self.clients.rest.create_table(table)
+            self._created = True
+            stream = types.WriteStream(type_=types.WriteStream.Type.PENDING)
+            self._stream = self.clients.write.create_write_stream(
+                parent=_path(self.staging), write_stream=stream
+            ).name
+        except Exception as exc:
+            raise _failed(f"cannot create the staging table {self.staging}", exc) from exc
+
+    def _append(self, batch: pa.RecordBatch) -> None:
+        from google.cloud.bigquery_storage_v1 import types
+
+        assert self._schema is not None
+        schema = types.ArrowSchema(serialized_schema=self._schema.serialize().to_pybytes())
+        rows = max(1, batch.num_rows * _APPEND_BYTES // max(batch.nbytes, 1))
+        requests = [
+            types.AppendRowsRequest(
+                write_stream=self._stream,
+                arrow_rows=types.AppendRowsRequest.ArrowData(
+                    writer_schema=schema,
+                    rows=types.ArrowRecordBatch(
+                        serialized_record_batch=batch.slice(start, rows).serialize().to_pybytes()
+                    ),
+                ),
+            )
+            for start in range(0, batch.num_rows, rows)
+        ]
+        try:
+            for response in self.clients.write.append_rows(iter(requests)):
+                if response.error.code or response.row_errors:
+                    raise BatchError(f"{response.error.message} {list(response.row_errors)}")
+        except Exception as exc:
+            raise _failed(f"writing to {self.staging} failed", exc) from exc
+
+    def commit(self, empty_schema: pa.Schema) -> None:
+        """Commit the staged rows, then copy them into the sink in one job."""
+        from google.cloud import bigquery
+
+        if self._schema is None:  # no rows: the sink still gets the job's schema
+            self.write(pa.RecordBatch.from_pylist([], schema=empty_schema))
+        try:
+            if self._stream:
+                write = self.clients.write
+                write.finalize_write_stream(name=self._stream)
+                committed = write.batch_commit_write_streams(
+                    request={"parent": _path(self.staging), "write_streams": [self._stream]}
+                )
+                if committed.stream_errors:
+                    raise BatchError(str(list(committed.stream_errors)))
+            config = bigquery.CopyJobConfig(
+                write_disposition=_DISPOSITIONS[self.sink.save_mode],
+                create_disposition=self.create,
+            )
+            self.clients.rest.copy_table(self.staging, self.table, job_config=config).result()
+        except Exception as exc:
+            raise _failed(f"cannot move the rows into {self.table}", exc) from exc
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the staging table: a pending stream never committed is discarded with it."""
+        if self._created:
+            self.clients.rest.delete_table(self.staging, not_found_ok=True)
+            self._created = False
+
+
+def _storable(kind: pa.DataType) -> pa.DataType:
+    """The Arrow type BigQuery stores `kind` as (its integers and floats are 64-bit)."""
+    if pa.types.is_integer(kind):
+        return pa.int64()
+    if pa.types.is_floating(kind):
+        return pa.float64()
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pa.list_(_storable(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _storable(f.type)) for f in kind])
+    if pa.types.is_large_string(kind):
+        return pa.string()
+    return kind
+
+
+_BQ_TYPES = [
+    (pa.types.is_integer, "INT64"),
+    (pa.types.is_floating, "FLOAT64"),
+    (pa.types.is_boolean, "BOOL"),
+    (pa.types.is_string, "STRING"),
+    (pa.types.is_binary, "BYTES"),
+    (pa.types.is_timestamp, "TIMESTAMP"),
+    (pa.types.is_date, "DATE"),
+    (pa.types.is_decimal, "NUMERIC"),
+]
+
+
+def _field(field: pa.Field) -> Any:
+    from google.cloud import bigquery
+
+    kind, mode = field.type, "NULLABLE"
+    if pa.types.is_list(kind):
+        kind, mode = kind.value_type, "REPEATED"
+    if pa.types.is_struct(kind):
+        return bigquery.SchemaField(field.name, "RECORD", mode, fields=[_field(f) for f in kind])
+    for test, name in _BQ_TYPES:
+        if test(kind):
+            return bigquery.SchemaField(field.name, name, mode)
+    raise BatchError(f"column {field.name!r} of type {kind} has no BigQuery type")

@@ -1,0 +1,140 @@
+"""Turing's BigQuery jobs, unchanged, against a real BigQuery emulator (bqemulator) on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pyfunc_ensembler.batch import parse_job, run
+from pyfunc_ensembler.errors import BatchError, EnsembleFailed, InvalidJob
+from tests.batch.conftest import BigQueryPlace
+
+# A job file as Turing writes it (its SDK's BigQueryDataset/BigQuerySink), names aside.
+TURING_JOB = """
+version: v1
+kind: BatchEnsemblingJob
+metadata:
+  name: turing-job
+  annotations:
+    spark/spark.jars.packages: com.google.cloud.spark:spark-bigquery-with-dependencies_2.12:0.36.1
+spec:
+  source:
+    dataset:
+      type: BQ
+      bq_config:
+        table: {dataset}.features
+        features: [id, route]
+    join_on: [id]
+  predictions:
+    model_a:
+      dataset:
+        type: BQ
+        bq_config:
+          query: SELECT key, data, is_default FROM `{dataset}.predictions_a` WHERE key >= 0
+          options:
+            viewsEnabled: "true"
+            materializationDataset: {dataset_id}
+      join_on: [key]
+      columns: [data, is_default]
+  ensembler:
+    uri: {model}
+    result:
+      type: LONG
+      column_name: score
+  sink:
+    type: BQ
+    columns: [id, score]
+    save_mode: {save_mode}
+    bq_config:
+      table: {dataset}.scores
+      staging_bucket: a-bucket
+      options:
+        createDisposition: CREATE_IF_NEEDED
+"""
+
+
+def turing_document(dataset: str, model: str, save_mode: str = "ERRORIFEXISTS") -> Any:
+    """Turing's job file for tables in `dataset` (``project.dataset``), decoded."""
+    text = TURING_JOB.format(
+        dataset=dataset, dataset_id=dataset.split(".")[1], model=model, save_mode=save_mode
+    )
+    return yaml.safe_load(text)
+
+
+def turing_job(bq: BigQueryPlace, model: str, save_mode: str = "ERRORIFEXISTS") -> Any:
+    return parse_job(turing_document(bq.dataset, model, save_mode))
+
+
+def fill(bq: BigQueryPlace, ids: range) -> None:
+    features = [{"id": i, "route": "model_a", "unused": "x"} for i in ids]
+    bq.table("features", {"id": "INT64", "route": "STRING", "unused": "STRING"}, features)
+    predictions = [{"key": i, "data": i * 10, "is_default": i == 3} for i in ids]
+    predictions.append({"key": -1, "data": 0, "is_default": True})  # the query leaves it out
+    schema = {"key": "INT64", "data": "INT64", "is_default": "BOOL"}
+    bq.table("predictions_a", schema, predictions)
+
+
+def test_a_turing_job_runs_unchanged(bq: BigQueryPlace, pick_model: str, tmp_path: Path) -> None:
+    fill(bq, range(5))
+    report = run(turing_job(bq, pick_model))
+    assert report.rows == 5
+    assert bq.rows(f"{bq.dataset}.scores") == [{"id": i, "score": i * 10} for i in range(5)]
+    assert bq.tables() == ["features", "predictions_a", "scores"]  # no staging, no query table
+    # The same rows as files give the same answers (and so real time's: tests/batch/test_local).
+    rows = [{"id": i, "route": "model_a"} for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "f.parquet")
+    preds = [{"key": i, "data": i * 10, "is_default": i == 3} for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(preds), tmp_path / "p.parquet")
+    document = turing_document("proj.dset", pick_model, "ERRORIFEXISTS")
+    spec = document["spec"]
+    spec["source"]["dataset"] = str(tmp_path / "f.parquet")
+    spec["predictions"]["model_a"]["dataset"] = str(tmp_path / "p.parquet")
+    spec["sink"] = {"path": str(tmp_path / "out.parquet"), "columns": ["id", "score"]}
+    run(parse_job(document))
+    assert pq.read_table(tmp_path / "out.parquet").to_pylist() == bq.rows(f"{bq.dataset}.scores")
+
+
+def test_save_modes_and_a_failed_job_leave_the_table_as_they_should(
+    bq: BigQueryPlace, pick_model: str, failing_model: str
+) -> None:
+    fill(bq, range(8))
+    scores = f"{bq.dataset}.scores"
+    run(turing_job(bq, pick_model))
+    with pytest.raises(BatchError, match="exists: choose save_mode"):
+        run(turing_job(bq, pick_model))
+    assert run(turing_job(bq, pick_model, "IGNORE")).skipped
+    run(turing_job(bq, pick_model, "APPEND"))
+    assert len(bq.rows(scores)) == 16
+    with pytest.raises(EnsembleFailed, match=r"row 7 \(id=7\)"):
+        run(turing_job(bq, failing_model, "OVERWRITE"))
+    assert len(bq.rows(scores)) == 16  # the failed overwrite left the table as it was
+    run(turing_job(bq, pick_model, "OVERWRITE"))
+    assert bq.rows(scores) == [{"id": i, "score": i * 10} for i in range(8)]
+    assert bq.tables() == ["features", "predictions_a", "scores"]
+
+
+def test_filters_and_what_the_emulator_cannot_do(bq: BigQueryPlace, pick_model: str) -> None:
+    fill(bq, range(6))
+    document = turing_document(bq.dataset, pick_model, "OVERWRITE")
+    document["spec"]["source"]["dataset"]["bq_config"]["options"] = {"filter": "id >= 4"}
+    run(parse_job(document))
+    assert [r["id"] for r in bq.rows(f"{bq.dataset}.scores")] == [4, 5]
+    # Without materializationDataset the query's own result table is read: BigQuery has
+    # one, the emulator does not keep it, and the error says what to give.
+    del document["spec"]["predictions"]["model_a"]["dataset"]["bq_config"]["options"]
+    with pytest.raises(BatchError, match="materializationDataset"):
+        run(parse_job(document))
+
+
+def test_options_the_local_engine_cannot_honour_are_refused(pick_model: str) -> None:
+    document = turing_document("proj.dset", pick_model, "APPEND")
+    document["spec"]["sink"]["bq_config"]["options"]["partitionField"] = "day"
+    with pytest.raises(InvalidJob) as caught:
+        run(parse_job(document))
+    assert [p for p, _ in caught.value.problems] == ["spec.sink.bq_config.options.partitionField"]
+    assert "--engine spark gives every option" in caught.value.message
