@@ -325,6 +325,14 @@ def _add_batch_command(commands: Any) -> None:
         metavar="ROWS",
         help="Rows per Arrow batch (local engine; default 65536).",
     )
+    batch.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Processes that ensemble (local engine; default: the CPUs this one may use). "
+        "The output is the same, in the same order.",
+    )
     batch.add_argument("--report", type=Path, metavar="FILE", help="Also write the report as JSON.")
     batch.add_argument(
         "--force-mlflow", action="store_true", default=None, help=_help("force_mlflow")
@@ -365,8 +373,11 @@ def run_batch(settings: Settings, args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"force_mlflow": bool(args.force_mlflow)}
     if args.engine == "spark":
         options["master"] = args.master
-    elif args.batch_size:
-        options["batch_size"] = args.batch_size
+    else:
+        if args.batch_size:
+            options["batch_size"] = args.batch_size
+        if args.processes is not None:
+            options["processes"] = args.processes
     report = batch.run(job, args.engine, **options)
     print(report.summary(), file=sys.stderr)
     if args.report:

@@ -5,11 +5,19 @@ about 1,400 rows/s; building plain dicts from columns is hundreds of times faste
 and gives `ensemble` the same keys. A row's `input` is its non-prediction columns,
 its `predictions` the ``__predictions__<route>`` columns with the prefix stripped,
 and `treatment_config` is ``None``, as in Turing's batch jobs.
+
+The per-row work is what remains of a batch's cost, so it is cut to the bone: for
+each set of column names one loop is compiled (`_row_loop`) whose body builds the two
+dicts as literals with constant keys (``{'id': v0, 'x': v1}``, one bytecode) and calls
+the ensembler, instead of zipping names and values into each dict: about twice as
+fast as ``dict(zip(names, values))`` per row, and still a new plain dict per row, as
+real time gives (an ensembler may keep or change its arguments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -25,28 +33,52 @@ def ensemble_rows(
 
     If `call` raises, `EnsembleRowFailed` says which row (its `row`), with the cause.
     """
-    inputs = {k: v for k, v in columns.items() if not k.startswith(PREDICTION_COLUMN_PREFIX)}
-    predictions = {
-        k[len(PREDICTION_COLUMN_PREFIX) :]: v
-        for k, v in columns.items()
-        if k.startswith(PREDICTION_COLUMN_PREFIX)
-    }
-    headers = Headers()
+    inputs = [k for k in columns if not k.startswith(PREDICTION_COLUMN_PREFIX)]
+    routes = [k for k in columns if k.startswith(PREDICTION_COLUMN_PREFIX)]
+    # A caller from `signature.bind_ensemble` says how it calls the ensembler: the loop
+    # then calls the ensembler itself.
+    arguments = getattr(call, "arguments", _ARGUMENTS)
+    target = getattr(call, "target", call)
+    names = tuple(k[len(PREDICTION_COLUMN_PREFIX) :] for k in routes)
+    loop = _row_loop(tuple(inputs), names, arguments)
     answers: list[Any] = []
-    append = answers.append
     try:
-        for row, routes in zip(
-            _dict_rows(inputs, n_rows), _dict_rows(predictions, n_rows), strict=False
-        ):
-            append(call(row, routes, None, None, headers))
+        loop(target, answers.append, Headers(), n_rows, *(columns[k] for k in (*inputs, *routes)))
     except Exception as exc:
         # The answers so far count the rows done, so the failing row costs nothing to find.
         raise EnsembleRowFailed(len(answers), exc) from exc
     return answers
 
 
-def _dict_rows(columns: Mapping[str, Sequence[Any]], n_rows: int) -> Iterator[dict[str, Any]]:
-    if not columns:
-        return (dict() for _ in repeat(None, n_rows))
-    names = tuple(columns)
-    return (dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True))
+_ARGUMENTS = "{i}, {p}, {t}, {e}, {h}"
+"""How an `EnsembleCall` is called: (input, predictions, treatment_config, enricher, headers)"""
+
+
+@functools.lru_cache(maxsize=128)
+def _row_loop(
+    inputs: tuple[str, ...], routes: tuple[str, ...], arguments: str
+) -> Callable[..., None]:
+    """``loop(call, append, headers, n_rows, *columns)``, compiled for these column names
+    and this way of calling (`arguments`, see `signature._described`).
+
+    The names are written into the source with `repr`, so any string is a safe key.
+    """
+    values = [f"v{i}" for i in range(len(inputs) + len(routes))]
+    row = ", ".join(f"{name!r}: {v}" for name, v in zip(inputs, values, strict=False))
+    prediction = ", ".join(
+        f"{name!r}: {v}" for name, v in zip(routes, values[len(inputs) :], strict=True)
+    )
+    columns = [f"c{i}" for i in range(len(values))]
+    if values:
+        target, rows = f"{', '.join(values)},", f"zip({', '.join(columns)})"
+    else:
+        target, rows = "_", "repeat(None, n_rows)"
+    given = arguments.format(i=f"{{{row}}}", p=f"{{{prediction}}}", t="None", e="None", h="headers")
+    source = (
+        f"def loop(call, append, headers, n_rows, {''.join(c + ', ' for c in columns)}):\n"
+        f"    for {target} in {rows}:\n"
+        f"        append(call({given}))\n"
+    )
+    namespace: dict[str, Any] = {"repeat": repeat}
+    exec(compile(source, "<pyfunc_ensembler.rows>", "exec"), namespace)
+    return namespace["loop"]  # type: ignore[no-any-return]

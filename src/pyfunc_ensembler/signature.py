@@ -48,12 +48,22 @@ def bind_ensemble(ensemble: Callable[..., Any]) -> EnsembleCall:
 def _by_position(fn: Callable[..., Any], enricher: bool, headers: bool) -> EnsembleCall:
     # One closure per case keeps the per-request call free of dict building.
     if enricher and headers:
-        return lambda i, p, t, e, h: fn(i, p, t, enricher_response=e, headers=h)
+        return _described(
+            lambda i, p, t, e, h: fn(i, p, t, enricher_response=e, headers=h),
+            fn,
+            "{i}, {p}, {t}, enricher_response={e}, headers={h}",
+        )
     if enricher:
-        return lambda i, p, t, e, h: fn(i, p, t, enricher_response=e)
+        return _described(
+            lambda i, p, t, e, h: fn(i, p, t, enricher_response=e),
+            fn,
+            "{i}, {p}, {t}, enricher_response={e}",
+        )
     if headers:
-        return lambda i, p, t, e, h: fn(i, p, t, headers=h)
-    return lambda i, p, t, e, h: fn(i, p, t)
+        return _described(
+            lambda i, p, t, e, h: fn(i, p, t, headers=h), fn, "{i}, {p}, {t}, headers={h}"
+        )
+    return _described(lambda i, p, t, e, h: fn(i, p, t), fn, "{i}, {p}, {t}")
 
 
 def _by_keyword(fn: Callable[..., Any], enricher: bool, headers: bool) -> EnsembleCall:
@@ -65,6 +75,17 @@ def _by_keyword(fn: Callable[..., Any], enricher: bool, headers: bool) -> Ensemb
             kwargs["headers"] = h
         return fn(**kwargs)
 
+    arguments = "input={i}, predictions={p}, treatment_config={t}"
+    arguments += ", enricher_response={e}" * enricher + ", headers={h}" * headers
+    return _described(call, fn, arguments)
+
+
+def _described(call: EnsembleCall, fn: Callable[..., Any], arguments: str) -> EnsembleCall:
+    """`call`, saying how it calls `fn`: ``call.target`` and ``call.arguments``, a format
+    string over ``{i} {p} {t} {e} {h}``. Batch loops (`rows`) compile that call into
+    their own code and call `fn` directly, one Python frame less per row."""
+    call.target = fn  # type: ignore[attr-defined]
+    call.arguments = arguments  # type: ignore[attr-defined]
     return call
 
 

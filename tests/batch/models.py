@@ -31,3 +31,14 @@ class RequiresEnricher(PyFunc):
 
     def ensemble(self, input, predictions, treatment_config, enricher_response, **kwargs):  # type: ignore[no-untyped-def]
         return enricher_response is None and treatment_config is None
+
+
+class DiesOnSeven(PyFunc):
+    """Kills its own process at id 7: a worker that dies mid-job."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        if input["id"] == 7:
+            import os
+
+            os._exit(3)
+        return float(input["id"])

@@ -1,22 +1,25 @@
 """The local engine: stream the source in Arrow record batches, join, ensemble, write.
 
-Memory holds the prediction sources and a few batches of the source, whatever the
-source's size. The model is loaded, and the sink checked against its save mode,
-before any data is read, so a job that cannot finish fails at once.
+Memory holds the prediction sources and a few batches of the source (a few more per
+process), whatever the source's size. The model is loaded, and the sink checked
+against its save mode, before any data is read, so a job that cannot finish fails at
+once. With ``processes`` > 1 (the default: every CPU this process may use) forked
+workers ensemble the batches (`parallel`); the output is the same, in the same order.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 import pyarrow as pa
 
-from pyfunc_ensembler.batch.apply import TableEnsembler
+from pyfunc_ensembler.batch.apply import Applied, TableEnsembler
 from pyfunc_ensembler.batch.io import Predictions, join, open_destination, open_source
 from pyfunc_ensembler.batch.job import Job
+from pyfunc_ensembler.batch.parallel import Workers, default_processes
 from pyfunc_ensembler.batch.progress import Progress
 from pyfunc_ensembler.batch.results import Report, arrow_type
 from pyfunc_ensembler.errors import BatchError
@@ -31,14 +34,37 @@ def run(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: TextIO | None = None,
     force_mlflow: bool = False,
+    processes: int | None = None,
 ) -> Report:
-    """Run `job` on this machine; `progress` is where a terminal bar goes (stderr)."""
+    """Run `job` on this machine; `progress` is where a terminal bar goes (stderr).
+
+    `processes`: how many processes ensemble (default: the CPUs this one may use).
+    """
     started = time.perf_counter()
     report = Report("local", output=job.sink.path, timings=dict.fromkeys(STAGES, 0.0))
     _check_bigquery(job)
     ensembler = TableEnsembler(
         job.ensembler_uri, job.result, job.join_on, force_mlflow=force_mlflow
     ).load()
+    count = default_processes() if processes is None else max(processes, 1)
+    # Forked before any storage client starts its threads (gRPC, AWS's SDK).
+    workers = Workers(ensembler, count) if count > 1 else None
+    try:
+        return _run(job, ensembler, workers, report, batch_size, progress, started)
+    finally:
+        if workers is not None:
+            workers.close()
+
+
+def _run(
+    job: Job,
+    ensembler: TableEnsembler,
+    workers: Workers | None,
+    report: Report,
+    batch_size: int,
+    progress: TextIO | None,
+    started: float,
+) -> Report:
     output = open_destination(job.sink)
     if output.skip:
         report.skipped = True
@@ -50,20 +76,22 @@ def run(
     timings = report.timings
     schema = None
     try:
-        for batch in _timed(source.batches(columns, batch_size), timings):
-            tick = time.perf_counter()
-            joined = join(batch, predictions)
-            timings["join"] += time.perf_counter() - tick
-            applied = ensembler.apply(joined, offset=report.rows)
+        joined = _joined(source.batches(columns, batch_size), predictions, timings)
+        answers: Iterator[Applied] = (
+            workers.apply(joined)
+            if workers
+            else (ensembler.apply(batch, offset=offset) for batch, offset in joined)
+        )
+        for applied in answers:
             for stage, seconds in applied.seconds.items():
                 timings[stage] += seconds
             tick = time.perf_counter()
             output.write(applied.batch)
             timings["write"] += time.perf_counter() - tick
             schema = applied.batch.schema
-            report.rows += batch.num_rows
+            report.rows += applied.batch.num_rows
             report.nulled += applied.nulled
-            bar.advance(batch.num_rows)
+            bar.advance(applied.batch.num_rows)
         tick = time.perf_counter()
         output.commit(schema or _empty_schema(source.schema, columns, predictions, job))
         timings["write"] += time.perf_counter() - tick
@@ -74,6 +102,19 @@ def run(
         bar.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _joined(
+    batches: Iterator[pa.RecordBatch], predictions: Sequence[Predictions], timings: dict[str, float]
+) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """Each source batch with its predictions joined, and the number of rows before it."""
+    offset = 0
+    for batch in _timed(batches, timings):
+        tick = time.perf_counter()
+        joined = join(batch, predictions)
+        timings["join"] += time.perf_counter() - tick
+        yield joined, offset
+        offset += batch.num_rows
 
 
 def _source_columns(job: Job, names: list[str]) -> list[str] | None:

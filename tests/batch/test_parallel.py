@@ -1,0 +1,67 @@
+"""--processes: forked workers give the single process's output, row for row, in order."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pyfunc_ensembler.batch import run, short_job
+from pyfunc_ensembler.batch.parallel import default_processes
+from pyfunc_ensembler.errors import BatchError, EnsembleFailed
+from tests.batch import models
+from tests.batch.conftest import save
+from tests.batch.tables import typed_table
+from tests.helpers import run_cli
+
+
+def test_the_output_is_the_single_processs(pick_model: str, tmp_path: Path) -> None:
+    # 40 batches of 5 rows over 3 workers: every worker gets several, out of step.
+    table = pa.concat_tables([typed_table("array_double")] * 50)
+    table = table.set_column(0, "id", pa.array(range(table.num_rows)))
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=7)
+    outputs = {}
+    for processes in (1, 3):
+        out = tmp_path / f"out-{processes}.parquet"
+        job = short_job(pick_model, str(tmp_path / "in.parquet"), str(out),
+                        result_type="ARRAY", item_type="DOUBLE")  # fmt: skip
+        report = run(job, batch_size=5, processes=processes)
+        assert report.rows == 200
+        outputs[processes] = pq.read_table(out)
+    assert outputs[3].equals(outputs[1])
+    assert outputs[3].column("id").to_pylist() == list(range(200))
+
+
+def test_a_row_that_fails_in_a_worker_is_named_as_in_one_process(
+    failing_model: str, tmp_path: Path
+) -> None:
+    pq.write_table(pa.table({"id": list(range(20))}), tmp_path / "in.parquet")
+    job = short_job(failing_model, str(tmp_path / "in.parquet"), str(tmp_path / "o"))
+    with pytest.raises(EnsembleFailed, match=r"^row 7: ensemble\(\) raised ValueError: seven"):
+        run(job, batch_size=3, processes=2)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_worker_that_dies_fails_the_job(tmp_path: Path) -> None:
+    uri = save(models.DiesOnSeven(), tmp_path / "model")
+    pq.write_table(pa.table({"id": list(range(20))}), tmp_path / "in.parquet")
+    job = short_job(uri, str(tmp_path / "in.parquet"), str(tmp_path / "o"))
+    with pytest.raises(BatchError, match=r"an ensembler process died \(exit code 3\)"):
+        run(job, batch_size=3, processes=2)
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_default_is_the_cpus_this_process_may_use() -> None:
+    assert default_processes() == len(os.sched_getaffinity(0))
+
+
+def test_the_cli_takes_processes(pick_model: str, tmp_path: Path) -> None:
+    pq.write_table(typed_table("long"), tmp_path / "in.parquet")
+    done = run_cli("batch", "--ensembler", pick_model, "--input", str(tmp_path / "in.parquet"),
+                   "--output", str(tmp_path / "o.parquet"), "--result-type", "LONG",
+                   "--processes", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert pq.read_table(tmp_path / "o.parquet").column("result").to_pylist()[0] == 2**40
