@@ -18,11 +18,17 @@ def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
         return found
-    if shutil.which("apt-get") is None:
-        raise RuntimeError("wrk is missing and there is no apt-get: install wrk yourself")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+    apt_install("wrk")
     return shutil.which("wrk") or "wrk"
+
+
+def apt_install(package: str) -> None:
+    """Install a tool the harness needs from Debian's packages (CI runs as root)."""
+    if shutil.which("apt-get") is None:
+        raise RuntimeError(f"{package} is missing and there is no apt-get: install it yourself")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+    argv = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+    subprocess.run(argv, check=True, capture_output=True)
 
 
 def run(

@@ -37,6 +37,7 @@ def render(results: dict[str, Any], plot: str | None) -> str:
     meta = results["meta"]
     parts = [BEGIN, _intro(meta), _targets(results)]
     parts.append(_throughput(results.get("load", []), results.get("variants", [])))
+    parts.append(_router(results.get("router", [])))
     if plot:
         parts.append(
             "### Latency against throughput\n\n5 KB bodies, 1 worker on 1 core; each point is "
@@ -173,6 +174,18 @@ def _targets(results: dict[str, Any]) -> str:
             "higher",
             "×",
         )
+    routed = _router_rows(results.get("router", []))
+    router_turing = routed.get(("direct", 2, 32, "turing"))
+    router_ours = routed.get(("direct", 2, 32, fast))
+    if router_turing and router_ours:
+        add(
+            f"{fast} req/s at 32 in flight ≥ 10× Turing's, router's client "
+            "(Go net/http, default transport, 5 KB)",
+            router_ours["per_second"] / router_turing["per_second"],
+            10,
+            "higher",
+            "×",
+        )
     p99_turing = _median_of(load_rows, "p99_us", server="turing", payload="5KB", connections=1)
     for server in (fast, f"{fast}-busypoll"):
         p99 = _median_of(load_rows, "p99_us", server=server, payload="5KB", connections=1)
@@ -274,6 +287,70 @@ def _throughput(rows: list[dict[str, Any]], variants: list[dict[str, Any]]) -> s
         "errors",
     ]
     return "### Throughput and latency (1 worker, 1 core)\n\n" + _table(header, table)
+
+
+def _router_rows(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Per (path, idle connections, in flight, server): the run with the longest timeout
+    (its req/s, latencies, CPU), and ``timeouts`` as a share of requests at each timeout."""
+    cases: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, group in _group(rows, "path", "idle_per_host", "in_flight", "server").items():
+        longest = max(group, key=lambda r: r["timeout_ms"])
+        shares = {r["timeout_ms"]: r["timeouts"] / max(r["sent"], 1) for r in group}
+        cases[key] = {**longest, "timeout_shares": shares}
+    return cases
+
+
+def _router(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cases = _router_rows(rows)
+    timeouts = sorted({r["timeout_ms"] for r in rows})
+    table = []
+    for (path, idle, in_flight, server), case in cases.items():
+        turing = cases.get((path, idle, in_flight, "turing"))
+        shares = case["timeout_shares"]
+        failed = case["lost"] + case["refused"] + case["non_2xx"]
+        table.append(
+            [
+                path,
+                str(idle),
+                str(in_flight),
+                server,
+                f"{case['per_second']:,.0f}",
+                _ratio(case["per_second"], turing and turing["per_second"]),
+                f"{case['p50_us'] / 1000:.2f}",
+                f"{case['p99_us'] / 1000:.2f}",
+                *(f"{shares[t] * 100:.1f} %" if t in shares else "–" for t in timeouts),
+                f"{case['cpu_us_per_request']:.0f}",
+                str(failed),
+            ]
+        )
+    header = [
+        "path",
+        "idle conns/host",
+        "in flight",
+        "server",
+        "req/s",
+        "vs Turing",
+        "p50 ms",
+        "p99 ms",
+        *(f"timeouts at {t} ms" for t in timeouts),
+        "CPU µs/req",
+        "failed",
+    ]
+    return (
+        "### The router's own client (Go net/http, 5 KB, 1 worker, 1 core)\n\n"
+        "`bench/router`, a Go program that calls the server as Turing's router does: "
+        "`http.DefaultClient`'s transport (2 idle connections per host, so with more in flight "
+        "most requests open a connection and close it after) or one keeping 100, bodies of "
+        "unknown length (chunked, through `io.NopCloser`), headers by `Header.Set`, a deadline "
+        "per request. *path* `nginx` goes through nginx (one worker, kept-alive upstream "
+        "connections) on the load generator's core. req/s, latencies and CPU are from the run "
+        f"with the {timeouts[-1]} ms deadline; *timeouts* are the share of requests past each "
+        "deadline in a run with that deadline (the router's default is 10 ms); *failed*: "
+        "lost, refused or not 200. *CPU µs/req* is the server's alone (not nginx's). One run "
+        "per case: noisier than the wrk matrix.\n\n" + _table(header, table)
+    )
 
 
 def _startup(rows: list[dict[str, Any]]) -> str:

@@ -3,17 +3,20 @@
 ``python -m bench.run`` (``make bench``) measures, with the server pinned to core 0
 and wrk on core 1: requests/s and latency percentiles per payload and connection
 count (servers alternated A/B/A/B, warm-up first, medians of several runs), a
-latency/throughput curve, time from process start to first 200, memory per worker
-with a 200 MB artifact, the core's in-process overhead, and start-up imports. It
-writes everything to ``bench/out/results.json`` and the readable report between the
-markers of ``docs/benchmarks.md`` (the rest of that file is left alone), with a
-PNG plot. ``--smoke`` runs every step with tiny durations (the test suite does).
+latency/throughput curve, the same through the router's own client (Go's net/http,
+`bench.router_load`) directly and through nginx, time from process start to first
+200, memory per worker with a 200 MB artifact, the core's in-process overhead, and
+start-up imports. It writes everything to ``bench/out/results.json`` and the
+readable report between the markers of ``docs/benchmarks.md`` (the rest of that file
+is left alone), with a PNG plot. ``--smoke`` runs every step with tiny durations
+(the test suite does).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import importtime, load, procstats, report, servers
+from bench import importtime, load, nginx, procstats, report, router_load, servers
 from bench.payloads import SIZES, body
 from bench.servers import BENCH, REFERENCE_PYTHON, ROOT, Running, Server
 
@@ -46,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--no-reference", action="store_true", help="skip Turing's server")
     add("--curve-connections", default="1,2,4,8,16,32,64", help="latency/throughput curve")
     add("--curve-duration", type=int, default=5, help="seconds per curve point")
+    add("--router-in-flight", default="1,32,64", help="router client: requests in flight")
+    add("--router-timeouts", default="10,100", help="router client: per-request timeouts, ms")
+    add("--router-duration", type=int, default=5, help="seconds per router-client run")
     add("--start-repeats", type=int, default=5, help="starts per server for time to first 200")
     add("--ballast-mb", type=float, default=200, help="artifact size for the memory runs")
     add("--workers", default="1,4", help="worker counts for the memory runs")
@@ -68,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.connections, args.curve_connections, args.curve_duration = "1,4", "1,4", 1
         args.payloads, args.start_repeats, args.ballast_mb = "0.5KB", 1, 1
         args.workers, args.inprocess_seconds = "1,2", 0.05
+        args.router_in_flight, args.router_timeouts, args.router_duration = "4", "100", 1
     return args
 
 
@@ -195,6 +202,63 @@ class Bench:
                 result = self.wrk(running, payload, connections, self.args.curve_duration)
                 rows.append({"server": running.server.name, "connections": connections, **result})
         return rows
+
+    def router(self) -> None:
+        """Turing's server and ours under the router's own client (`bench.router_load`):
+        each in-flight count with the default transport (2 idle connections per host) and
+        with 100, directly and through nginx, at each per-request timeout; servers
+        alternated within each case, as in the main matrix."""
+        args = self.args
+        binary = router_load.build(self.out)
+        body_file = self.out / "router-5KB.json"
+        body_file.write_bytes(body(SIZES["5KB"]))
+        chosen = [servers.ours(self.default_front_end)]
+        if self.reference:
+            chosen.insert(0, servers.turing())
+        started = [self.start(s, self.model(s, "trivial")) for s in chosen]
+        proxies = [
+            nginx.Proxy(r.port, self.out / "nginx" / r.server.name, self.load_cpus) for r in started
+        ]
+        rows: list[dict[str, Any]] = []
+        try:
+            targets = {"direct": [r.port for r in started], "nginx": [p.port for p in proxies]}
+            cases = [
+                (path, idle, in_flight, timeout)
+                for path in targets
+                for idle in (router_load.DEFAULT_TRANSPORT, ROUTER_POOL)
+                for in_flight in ints(args.router_in_flight)
+                for timeout in ints(args.router_timeouts)
+            ]
+            for case_index, (path, idle, in_flight, timeout) in enumerate(cases):
+                for i in range(len(started)):
+                    index = (i + case_index) % len(started)  # no server always first
+                    running, port = started[index], targets[path][index]
+                    run = functools.partial(
+                        router_load.run, binary, port, body_file, in_flight, idle, timeout
+                    )
+                    if args.warmup:
+                        run(args.warmup, self.load_cpus)
+                    pids = running.pids()
+                    cpu_before = procstats.cpu_seconds(pids)
+                    result = run(args.router_duration, self.load_cpus)
+                    cpu = procstats.cpu_seconds(pids) - cpu_before
+                    row = {
+                        "server": running.server.name,
+                        "path": path,
+                        "idle_per_host": idle or 2,
+                        "in_flight": in_flight,
+                        "timeout_ms": timeout,
+                        "cpu_us_per_request": cpu / max(result["answered"], 1) * 1e6,
+                        **result,
+                    }
+                    rows.append(row)
+                    self.progress({k: v for k, v in row.items() if k not in ("errors", "statuses")})
+        finally:
+            for proxy in proxies:
+                proxy.stop()
+            for running in started:
+                running.stop()
+        self.results["router"] = rows
 
     def variants(self) -> None:
         """One short run per connection count, 5 KB bodies only, of the variants worth a
@@ -388,11 +452,13 @@ class Bench:
 
 # The --busy-poll of the `native-busypoll` rows: about a round trip over loopback here.
 BUSY_POLL_US = 100
+# The router client's wider pool: what a router tuned for its fan-out would keep.
+ROUTER_POOL = 100
 
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 # The measuring steps, in the order a full run takes them (scaling only with --scaling).
-STEPS = ("inprocess", "throughput", "variants", "startup", "memory", "imports", "scaling")
+STEPS = ("inprocess", "throughput", "router", "variants", "startup", "memory", "imports", "scaling")
 
 
 def command() -> str:

@@ -129,6 +129,21 @@ class Running:
         self._log_file.close()
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    """Wait until something accepts connections on `port`, or `process` has exited."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"{name} exited while starting: {error}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"{name} did not listen on {port} within 30 s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

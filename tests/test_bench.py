@@ -73,6 +73,21 @@ def test_report_rewrites_only_its_own_block(tmp_path: Path) -> None:
     assert doc.read_text() == text  # a rewrite changes nothing (no blank lines pile up)
 
 
+def test_report_shows_the_router_client_runs_by_their_longest_timeout(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    report.write(_results(), doc, tmp_path / "plot.png")
+    text = doc.read_text()
+    # req/s, latencies and CPU from the 100 ms run; the timeouts of each run's own deadline.
+    rest = "1.00 | 3.00 | 25.0 % | 0.0 % | 40 | 1 |"
+    assert f"| direct | 2 | 32 | native | 12,000 | 12.00× | {rest}" in text  # noqa: RUF001
+    assert f"| direct | 2 | 32 | turing | 1,000 | 1.00× | {rest}" in text  # noqa: RUF001
+    target = (
+        "| native req/s at 32 in flight ≥ 10× Turing's, router's client "  # noqa: RUF001
+        "(Go net/http, default transport, 5 KB) | 12× | yes |"  # noqa: RUF001
+    )
+    assert target in text
+
+
 def test_report_goes_after_the_title_of_a_file_without_markers(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## Batch\n\nkept\n")
@@ -122,7 +137,22 @@ def _results() -> dict[str, object]:
     }  # fmt: skip
     rows = [row("turing", 2000), row("native", 20000), row("asgi", 8000)]
     curve = [{**r, "connections": c} for r in rows for c in (1, 32)]
-    return {"meta": meta, "load": rows, "curve": curve}
+
+    def routed(server: str, rps: float, timeout_ms: int, timeouts: int) -> dict[str, object]:
+        return {
+            "server": server, "path": "direct", "idle_per_host": 2, "in_flight": 32,
+            "timeout_ms": timeout_ms, "per_second": rps, "p50_us": 1000, "p99_us": 3000,
+            "sent": 100, "answered": 100 - timeouts, "timeouts": timeouts, "lost": 1,
+            "refused": 0, "non_2xx": 0, "cpu_us_per_request": 40.0,
+        }  # fmt: skip
+
+    router = [
+        routed(server, rps, timeout, 25 if timeout == 10 else 0)
+        for server, rps in (("turing", 1000), ("native", 12000))
+        for timeout in (10, 100)
+    ]
+    router[0]["per_second"] = 1  # the 10 ms run's req/s is not the one reported
+    return {"meta": meta, "load": rows, "curve": curve, "router": router}
 
 
 @pytest.mark.timeout(900)
@@ -142,6 +172,13 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     servers = {"turing", "native-busypoll", *results["meta"]["front_ends"]}
     assert {r["server"] for r in results["load"]} == servers
     assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in results["load"])
+    router = results["router"]
+    assert {r["server"] for r in router} == {"turing", "native"}
+    assert {(r["path"], r["idle_per_host"]) for r in router} == {
+        (path, idle) for path in ("direct", "nginx") for idle in (2, 100)
+    }
+    assert all(r["answered"] > 0 and r["lost"] == r["refused"] == 0 for r in router)
+    assert all(r["non_2xx"] == 0 for r in router)
     variants = results["variants"]
     assert {r["server"] for r in variants} == {"turing-debug", "native-isolate"}
     assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in variants)
@@ -152,6 +189,7 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     assert "mlflow" not in lean["imported"] and "mlflow" in mlflow["imported"]
     assert results["scaling"]["rows"][0]["workers"] == 1  # more only where cores allow
     text = doc.read_text()
-    for heading in ("Targets", "Throughput", "Start-up", "Memory", "In-process", "imports"):
+    headings = ("Targets", "Throughput", "router's own client", "Start-up", "Memory", "imports")
+    for heading in (*headings, "In-process"):
         assert heading in text
     assert plot.stat().st_size > 0
