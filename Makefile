@@ -55,7 +55,7 @@ fixtures:
 	bash bench/reference.sh
 	bench/.venv-ref/bin/python tests/fixtures/make_turing_sdk.py tests/fixtures/turing-sdk-0.16
 
-# Turing's server against ours (about 17 minutes; docs/benchmarks.md). BENCH_ARGS adds
+# Turing's server against ours (about 22 minutes; docs/benchmarks.md). BENCH_ARGS adds
 # options, e.g. BENCH_ARGS="--runs 5 --scaling"; see `python -m bench.run --help`.
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -341,8 +341,8 @@ def _router(rows: list[dict[str, Any]]) -> str:
     return (
         "### The router's own client (Go net/http, 5 KB, 1 worker, 1 core)\n\n"
         "`bench/router`, a Go program that calls the server as Turing's router does: "
-        "`http.DefaultClient`'s transport (2 idle connections per host, so with more in flight "
-        "most requests open a connection and close it after) or one keeping 100, bodies of "
+        "`http.DefaultClient`'s transport (it keeps 2 idle connections per host and closes any "
+        "more, so a request may have to open one) or one keeping 100, bodies of "
         "unknown length (chunked, through `io.NopCloser`), headers by `Header.Set`, a deadline "
         "per request. *path* `nginx` goes through nginx (one worker, kept-alive upstream "
         "connections) on the load generator's core. req/s, latencies and CPU are from the run "

@@ -1,10 +1,11 @@
 """The router's own way of connecting, as load: bench/router's Go client, pinned.
 
 Turing's router calls the ensembler with Go's ``http.DefaultClient``: its transport keeps
-2 idle connections per host (``MaxIdleConnsPerHost``), so with more requests in flight
-most of them open a connection and close it after the answer, and each request has a
-deadline (10 ms by default in the router). wrk's kept-alive connections never measure
-that; this does, with the default transport and with a pool of 100 idle connections.
+2 idle connections per host (``MaxIdleConnsPerHost``) and closes any more, so with more
+requests in flight some open a connection and close it after the answer, and each request
+has a deadline (10 ms by default in the router), past which Go closes its connection too.
+wrk's kept-alive connections never measure that; this does, with the default transport
+and with a pool of 100 idle connections.
 """
 
 from __future__ import annotations
