@@ -1,6 +1,6 @@
 # The two commands a newcomer needs:
-#   make serve   install into .venv, save the example ensembler, serve it on :8083
-#   make test    lint, type-check and run the whole test suite (what CI runs)
+#   make serve   install what serving needs into .venv, save the example ensembler, serve it on :8083
+#   make test    install everything else, lint, type-check and run the whole test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BQEMULATOR ?= .venv-bqemulator
@@ -12,9 +12,15 @@ PORT ?= 8083
 
 install: $(VENV)/.installed $(BQEMULATOR)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# What serving needs and nothing more (no extra): all that `make serve` installs.
+$(VENV)/.serving: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# On top of it, what the tests and tools need: every extra but fuzz.
+$(VENV)/.installed: $(VENV)/.serving
 	$(PY) -m pip install -q -e '.[dev,batch,bigquery,spark,tracing]'
 	touch $@
 
@@ -28,7 +34,7 @@ $(BQEMULATOR)/.installed:
 
 example: $(EXAMPLE)/MLmodel
 
-$(EXAMPLE)/MLmodel: $(VENV)/.installed examples/weighted/ensembler.py examples/weighted/save.py examples/weighted/weights.yaml
+$(EXAMPLE)/MLmodel: $(VENV)/.serving examples/weighted/ensembler.py examples/weighted/save.py examples/weighted/weights.yaml
 	rm -rf $(EXAMPLE)
 	$(PY) examples/weighted/save.py $(EXAMPLE)
 
