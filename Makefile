@@ -45,7 +45,7 @@ lint: install
 	$(PY) -m ruff check src tests examples $(wildcard bench)
 	$(PY) -m ruff format --check src tests examples $(wildcard bench)
 	$(VENV)/bin/hadolint --failure-threshold info docker/Dockerfile docker/app.Dockerfile
-	$(VENV)/bin/shellcheck docker/*.sh
+	$(VENV)/bin/shellcheck docker/*.sh $(wildcard bench/*.sh)
 
 typecheck: install
 	$(PY) -m mypy
