@@ -47,6 +47,9 @@ def test_check_fails_when_the_answer_is_an_error(fixtures_dir: Path, tmp_path: P
     result = run_cli("check", str(fixtures_dir / "control_or_mean"), "--request", str(request))
     assert result.returncode == 1
     assert json.loads(result.stdout)["error"]["type"] == "invalid_request"
+    assert result.stderr.splitlines()[-1] == (
+        "pyfunc-ensembler check: the request was answered with status 400"
+    )
 
 
 def test_serve_without_a_model_says_how_to_give_one() -> None:

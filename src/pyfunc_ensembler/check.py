@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from pyfunc_ensembler.core import Core, describe
-from pyfunc_ensembler.errors import UsageError
+from pyfunc_ensembler.errors import EnsemblerError, UsageError
 from pyfunc_ensembler.loader import load
 from pyfunc_ensembler.settings import Settings
 
@@ -25,8 +25,8 @@ def check(settings: Settings, request: Path | None, headers: Sequence[str]) -> i
     status, answer = asyncio.run(core.handle_async(request.read_bytes(), raw_headers))
     sys.stdout.write(answer.decode() + "\n")
     if status != 200:
-        print(f"pyfunc-ensembler: the request was answered with status {status}", file=sys.stderr)
-        return 1
+        # The answer (the error's JSON) is on stdout; the CLI says why it failed.
+        raise EnsemblerError(f"the request was answered with status {status}")
     return 0
 
 
