@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +136,11 @@ def scrape(port: int, path: str = "/metrics") -> str:
         return response.read().decode()
     finally:
         conn.close()
+
+
+def console_spans(stderr: str) -> list[dict[str, Any]]:
+    """The spans `--tracing console` wrote: one indented JSON object each."""
+    return [json.loads(block) for block in re.findall(r"^\{\n.*?^\}$", stderr, re.M | re.S)]
 
 
 def run_cli(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from pyfunc_ensembler import logging as ensembler_logging
+from pyfunc_ensembler.contract import Headers
 from pyfunc_ensembler.settings import Settings
 
 
@@ -23,8 +27,10 @@ class Captured:
 @pytest.fixture
 def stderr(capsys: pytest.CaptureFixture[str]) -> Iterator[Captured]:
     """What the handler writes (configure binds the handler to pytest's captured stderr)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield Captured(capsys)
-    logging.getLogger("pyfunc_ensembler").handlers[:] = []
+    root.handlers[:], root.level = handlers, level
 
 
 def test_text_lines_end_with_the_request_id(stderr: Captured) -> None:
@@ -68,3 +74,53 @@ def test_nothing_is_formatted_when_the_level_is_off(stderr: Captured) -> None:
 
     logging.getLogger("pyfunc_ensembler.core").info("%s", Exploding())
     assert stderr.getvalue() == ""
+
+
+@ensembler_logging.answers_requests
+def answering(request_id: str | None, then: Callable[[], None]) -> None:
+    """Call `then` as the pipeline calls an ensembler, for a request with that id."""
+    # Read from this frame by the filter, as from the pipeline's.
+    headers = Headers() if request_id is None else Headers({"Turing-Req-Id": request_id})  # noqa: F841
+    then()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_ensemblers_own_lines_carry_the_request_id(stderr: Captured, log_format: str) -> None:
+    ensembler_logging.configure(Settings(log_format=log_format, log_level="info"))
+    theirs = logging.getLogger("my_ensembler")
+    answering("r-3", lambda: theirs.info("chose %s", "model-a"))
+    # On another thread, as in the pool (its stack is the thread's own).
+    thread = threading.Thread(target=answering, args=("r-4", lambda: theirs.warning("fell back")))
+    thread.start()
+    thread.join()
+
+    async def awaited() -> None:
+        await asyncio.sleep(0)  # resumed by the loop: found through the awaiting frame
+        theirs.info("awaited")
+
+    async def answer_async(headers: Headers) -> None:
+        await awaited()
+
+    ensembler_logging.answers_requests(answer_async)
+    asyncio.run(answer_async(Headers({"Turing-Req-Id": "r-5"})))
+    theirs.info("between requests")
+    lines = stderr.getvalue().splitlines()
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]
+        assert [e.get("request_id") for e in entries] == ["r-3", "r-4", "r-5", None]
+        assert entries[0]["logger"] == "my_ensembler" and entries[0]["message"] == "chose model-a"
+    else:
+        assert lines[0].endswith(f"INFO my_ensembler [{os.getpid()}] chose model-a request_id=r-3")
+        assert lines[1].endswith("fell back request_id=r-4")
+        assert lines[2].endswith("awaited request_id=r-5")
+        assert "request_id" not in lines[3]
+
+
+def test_an_explicit_request_id_wins_and_a_request_without_one_has_none(stderr: Captured) -> None:
+    ensembler_logging.configure(Settings(log_level="info"))
+    ours = logging.getLogger("pyfunc_ensembler.core")
+    answering("r-5", lambda: ours.info("x", extra={"request_id": "r-6"}))
+    answering(None, lambda: ours.info("no id sent"))
+    first, second = stderr.getvalue().splitlines()
+    assert first.endswith("x request_id=r-6")
+    assert second.endswith("no id sent")

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server
+from tests.helpers import Server, console_spans
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 BODY = {"request": {"fault": None}, "response": {"route_responses": []}}
-
-
-def _spans(stderr: str) -> list[dict[str, object]]:
-    # ConsoleSpanExporter writes one indented JSON object per span.
-    return [json.loads(block) for block in re.findall(r"^\{\n.*?^\}$", stderr, re.M | re.S)]
 
 
 @pytest.mark.parametrize(
@@ -36,16 +29,16 @@ def test_request_and_ensemble_spans_follow_traceparent(
     finally:
         code, stderr = server.stop()
     assert code == 0
-    spans = {span["name"]: span for span in _spans(stderr)}
+    spans = {span["name"]: span for span in console_spans(stderr)}
     # The start-up probe of Server.start() is a POST too: keep the one in our trace.
-    traced = [s for s in _spans(stderr) if s["context"]["trace_id"] == f"0x{TRACE_ID}"]  # type: ignore[index]
+    traced = [s for s in console_spans(stderr) if s["context"]["trace_id"] == f"0x{TRACE_ID}"]
     assert sorted(s["name"] for s in traced) == ["POST /ensemble", "ensemble"]
     request = next(s for s in traced if s["name"] == "POST /ensemble")
     ensemble = next(s for s in traced if s["name"] == "ensemble")
     assert request["parent_id"] == f"0x{PARENT_ID}"
     assert request["kind"] == "SpanKind.SERVER"
-    assert request["attributes"]["http.response.status_code"] == 200  # type: ignore[index]
-    assert ensemble["parent_id"] == request["context"]["span_id"]  # type: ignore[index]
+    assert request["attributes"]["http.response.status_code"] == 200
+    assert ensemble["parent_id"] == request["context"]["span_id"]
     assert "GET /healthz" not in spans
 
 
@@ -56,7 +49,7 @@ def test_async_ensemble_span_covers_the_awaited_call(test_models: dict[str, Path
         assert server.post_json(body) == (200, 2)
     finally:
         _, stderr = server.stop()
-    names = [s["name"] for s in _spans(stderr)]
+    names = [s["name"] for s in console_spans(stderr)]
     assert names.count("ensemble") == names.count("POST /ensemble") >= 1
 
 
@@ -93,9 +86,8 @@ def test_b3_headers_continue_the_callers_trace(
     assert code == 0
     (request,) = [
         s
-        for s in _spans(stderr)
-        if s["context"]["trace_id"] == f"0x{trace_id}"  # type: ignore[index]
-        and s["name"] == "POST /ensemble"
+        for s in console_spans(stderr)
+        if s["context"]["trace_id"] == f"0x{trace_id}" and s["name"] == "POST /ensemble"
     ]
     assert request["parent_id"] == f"0x{parent_id}"
     assert request["kind"] == "SpanKind.SERVER"
@@ -111,5 +103,5 @@ def test_otel_propagators_chooses_instead(test_models: dict[str, Path]) -> None:
         assert server.post_json(BODY, b3) == (200, "ok")
     finally:
         _, stderr = server.stop()
-    traced = {s["context"]["trace_id"] for s in _spans(stderr)}  # type: ignore[index]
+    traced = {s["context"]["trace_id"] for s in console_spans(stderr)}
     assert f"0x{B3_TRACE_ID}" not in traced and traced

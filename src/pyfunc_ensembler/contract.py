@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 from pyfunc_ensembler.errors import InvalidRequest
 
 PREDICTION_COLUMN_PREFIX = "__predictions__"
+REQUEST_ID_HEADER = "Turing-Req-Id"
+"""The router's id of each request, which every log line about the request carries."""
 
 
 class EnsembleArgs(NamedTuple):

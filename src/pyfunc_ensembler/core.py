@@ -14,7 +14,7 @@ import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from pyfunc_ensembler.contract import Headers, headers_from_raw
+from pyfunc_ensembler.contract import REQUEST_ID_HEADER, Headers, headers_from_raw
 from pyfunc_ensembler.errors import (
     DeadlineExceeded,
     EnsemblerError,
@@ -26,7 +26,6 @@ from pyfunc_ensembler.errors import (
 from pyfunc_ensembler.health import Readiness, endpoints
 from pyfunc_ensembler.metrics import Metrics, model_info
 from pyfunc_ensembler.pipeline import (
-    REQUEST_ID_HEADER,
     Answer,
     Answered,
     RawHeaders,

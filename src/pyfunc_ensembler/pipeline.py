@@ -24,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pyfunc_ensembler.contract import Headers, headers_from_raw
+from pyfunc_ensembler.contract import REQUEST_ID_HEADER, Headers, headers_from_raw
 from pyfunc_ensembler.errors import (
     DeadlineExceeded,
     EnsembleFailed,
     EnsemblerError,
     error_body,
 )
+from pyfunc_ensembler.logging import answers_requests
 from pyfunc_ensembler.serialization import dumps, loads
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ Answer = tuple[int, bytes]
 Answered = tuple[int, bytes, float | None]
 """status, answer bytes, and how long the ensembler's call took (``None``: not called)"""
 RawHeaders = Iterable[tuple[bytes, bytes]]
-
-REQUEST_ID_HEADER = "Turing-Req-Id"
 
 
 @runtime_checkable
@@ -95,6 +94,7 @@ class Inline:
         self.call = call
         self.debug = debug
 
+    @answers_requests  # what the ensembler logs under it carries the request id
     def answer_now(self, body: bytes, raw_headers: RawHeaders) -> Answered:
         headers = headers_from_raw(raw_headers)
         seconds = None
@@ -124,6 +124,7 @@ class OnLoop:
     def start(self, request: Any, headers: Headers) -> Awaitable[Any]:
         return self.call(request, headers)  # type: ignore[no-any-return]
 
+    @answers_requests  # what the ensembler logs under it carries the request id
     async def answer(self, body: bytes, raw_headers: RawHeaders, timeout: float | None) -> Answered:
         headers = headers_from_raw(raw_headers)
         seconds = None
@@ -152,8 +153,15 @@ class InThreads(OnLoop):
 
     def start(self, request: Any, headers: Headers) -> Awaitable[Any]:
         # In the request's context, so that tracing spans and the like follow it.
-        call = functools.partial(contextvars.copy_context().run, self.call, request, headers)
+        call = functools.partial(
+            contextvars.copy_context().run, _call_in_thread, self.call, request, headers
+        )
         return asyncio.get_running_loop().run_in_executor(self.pool, call)
+
+
+@answers_requests  # the thread's stack does not have OnLoop.answer
+def _call_in_thread(call: BodyCall, request: Any, headers: Headers) -> Any:
+    return call(request, headers)
 
 
 async def _within(pending: Awaitable[Any], timeout: float, started: float) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,15 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ROOT, Server, children, free_port, scrape, wait_for_children
+from tests.helpers import (
+    ROOT,
+    Server,
+    children,
+    console_spans,
+    free_port,
+    scrape,
+    wait_for_children,
+)
 
 REQUEST = json.loads((ROOT / "examples" / "instrumented" / "request.json").read_text())
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -149,6 +158,69 @@ def test_an_ensembler_without_prometheus_client_adds_nothing(example_model: Path
     finally:
         server.stop()
     assert [name for name, _ in parsed(text) if not name.startswith("ensembler_")] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--log-format", "text"],
+        ["--log-format", "json"],
+        ["--log-format", "json", "--sync-threads", "2"],
+        ["--log-format", "text", "--isolate"],
+        ["--log-format", "json", "--isolate", "--workers", "2"],
+    ],
+    ids=["text", "json", "thread-pool", "isolate", "isolate-2-workers"],
+)
+def test_their_log_lines_carry_the_request_id(instrumented_model: Path, args: list[str]) -> None:
+    server = Server([str(instrumented_model), "--log-level", "info", *args]).start()
+    try:
+        for n in range(3):
+            headers = {"Turing-Req-Id": f"req-{n}"}
+            assert server.post_json(REQUEST, headers)[0] == 200
+        no_route = {"request": {}, "response": {"route_responses": []}}
+        assert server.post_json(no_route, {"Turing-Req-Id": "req-fallback"})[0] == 200
+        assert server.post_json(REQUEST)[0] == 200  # no id sent
+    finally:
+        code, log = server.stop()
+    assert code == 0, log
+    lines = [line for line in log.splitlines() if "answered with" in line or "fell back" in line]
+    if "json" in args:
+        entries = [json.loads(line) for line in lines]
+        assert {e["logger"] for e in entries} == {"instrumented"}
+        said = [(e["message"], e.get("request_id")) for e in entries]
+    else:
+        # "<time> INFO instrumented [pid] answered with model-a, score 0.87 request_id=req-0"
+        parts = [line.split("] ", 1)[1].partition(" request_id=") for line in lines]
+        said = [(message, request_id or None) for message, _, request_id in parts]
+    ids = [(re.split("[,:]", message)[0], request_id) for message, request_id in said]
+    assert ids == [
+        *(("answered with model-a", f"req-{n}") for n in range(3)),
+        ("fell back to control", "req-fallback"),
+        ("answered with control", "req-fallback"),
+        ("answered with model-a", None),
+    ]
+
+
+def test_their_span_nests_in_the_request_trace(instrumented_model: Path) -> None:
+    trace_id, span_id = "80f198ee56343ba864fe8b2a57d3eff7", "e457b5a2e4d86bd1"
+    server = Server([str(instrumented_model), "--tracing", "console"]).start()
+    try:
+        b3 = {"X-B3-TraceId": trace_id, "X-B3-SpanId": span_id, "X-B3-Sampled": "1"}
+        assert server.post_json(REQUEST, b3)[0] == 200
+    finally:
+        code, log = server.stop()
+    assert code == 0, log
+    spans = {
+        span["name"]: span
+        for span in console_spans(log)
+        if span["context"]["trace_id"] == f"0x{trace_id}"
+    }
+    assert set(spans) == {"POST /ensemble", "ensemble", "choose-route"}
+    assert spans["POST /ensemble"]["parent_id"] == f"0x{span_id}"
+    ensemble, choose = spans["ensemble"], spans["choose-route"]
+    assert ensemble["parent_id"] == spans["POST /ensemble"]["context"]["span_id"]
+    assert choose["parent_id"] == ensemble["context"]["span_id"]
+    assert choose["attributes"] == {"ensembler.route": "model-a"}
 
 
 def test_a_real_prometheus_scrapes_two_workers(instrumented_model: Path, tmp_path: Path) -> None:
