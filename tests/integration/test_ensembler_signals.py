@@ -79,13 +79,14 @@ def files_by_pid(path: Path, kind: str) -> set[int]:
 
 
 def test_their_metrics_add_up_over_two_workers_and_a_replaced_one(
-    instrumented_model: Path, tmp_path: Path
+    instrumented_model: Path, tmp_path: Path, front_end: str
 ) -> None:
     # The user's own PROMETHEUS_MULTIPROC_DIR, with a stale file of an earlier run in it.
     (tmp_path / "counter_1.db").write_bytes(b"\0" * 8)
     metrics_port = free_port()
+    args = [str(instrumented_model), "--server", front_end, "--workers", "2"]
     server = Server(
-        [str(instrumented_model), "--workers", "2", "--metrics-port", str(metrics_port)],
+        [*args, "--metrics-port", str(metrics_port)],
         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
     ).start()
     try:
