@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from pyfunc_ensembler.batch import parse_job, run
-from pyfunc_ensembler.errors import BatchError, EnsembleFailed, InvalidJob
+from pyfunc_ensembler.errors import BatchError, EnsembleFailed, InvalidJob, MissingExtra
 from tests.batch.conftest import BigQueryPlace
 
 # A job file as Turing writes it (its SDK's BigQueryDataset/BigQuerySink), names aside.
@@ -138,3 +139,19 @@ def test_options_the_local_engine_cannot_honour_are_refused(pick_model: str) -> 
         run(parse_job(document))
     assert [p for p, _ in caught.value.problems] == ["spec.sink.bq_config.options.partitionField"]
     assert "--engine spark gives every option" in caught.value.message
+
+
+def test_without_the_bigquery_extra_a_job_says_which_to_install(
+    pick_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if google-cloud-bigquery were not installed: Python refuses an import whose
+    # sys.modules entry is None with the ModuleNotFoundError an absent package gives
+    # (and `from google.cloud import bigquery` must not find an earlier import's attribute).
+    import google.cloud
+
+    monkeypatch.setitem(sys.modules, "google.cloud.bigquery", None)
+    monkeypatch.delattr(google.cloud, "bigquery", raising=False)
+    with pytest.raises(MissingExtra) as caught:
+        run(parse_job(turing_document("proj.dset", pick_model, "APPEND")))
+    assert "needs the 'bigquery' extra" in caught.value.message
+    assert "pip install 'pyfunc-ensembler[bigquery]'" in caught.value.message

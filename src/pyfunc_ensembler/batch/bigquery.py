@@ -36,9 +36,8 @@ from typing import Any
 import pyarrow as pa
 
 from pyfunc_ensembler.batch.job import BigQuery, Dataset, SaveMode, Sink
-from pyfunc_ensembler.errors import BatchError, InvalidJob
+from pyfunc_ensembler.errors import BatchError, InvalidJob, MissingExtra
 
-EXTRA_HINT = "BigQuery needs the bigquery extra: pip install 'pyfunc-ensembler[bigquery]'"
 REST_ENV = "BIGQUERY_EMULATOR_HOST"
 STORAGE_ENV = "BIGQUERY_STORAGE_EMULATOR_HOST"
 
@@ -107,8 +106,9 @@ class Clients:
     def __init__(self, project: str, options: Mapping[str, str]) -> None:
         try:
             from google.cloud import bigquery, bigquery_storage_v1
-        except ImportError:
-            raise BatchError(EXTRA_HINT) from None
+        except ImportError as exc:
+            missing = exc.name or "google-cloud-bigquery"
+            raise MissingExtra("a BigQuery dataset or sink", "bigquery", missing) from None
         credentials = _credentials(options)
         rest = os.environ.get(REST_ENV)
         client_options = None
