@@ -207,3 +207,10 @@ def test_an_ensembler_that_requires_enricher_response_gets_none(tmp_path: Path) 
     run(short_job(uri, str(tmp_path / "in.parquet"), str(tmp_path / "o.parquet"),
                   result_type="BOOLEAN"))  # fmt: skip
     assert pq.read_table(tmp_path / "o.parquet").column("result").to_pylist() == [True, True]
+
+
+def test_a_source_that_has_the_result_column_is_refused(pick_model: str, tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": [1], "result": [0.5]}), tmp_path / "in.parquet")
+    spec = short_job(pick_model, str(tmp_path / "in.parquet"), str(tmp_path / "o"))
+    with pytest.raises(BatchError, match="already has a column 'result'"):
+        run(spec)

@@ -305,8 +305,9 @@ class TableSink:
         self._created = False
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self.sink.columns:
-            batch = batch.select(list(self.sink.columns))
+        from pyfunc_ensembler.batch.io import sink_columns
+
+        batch = sink_columns(batch, self.sink)
         if self._schema is None:
             self._start(batch.schema)
         assert self._schema is not None

@@ -216,11 +216,7 @@ class Output:
         self._writer: _Writer | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self.sink.columns:
-            missing = [c for c in self.sink.columns if c not in batch.schema.names]
-            if missing:
-                raise BatchError(_missing(missing, "the ensembled table", batch.schema.names))
-            batch = batch.select(list(self.sink.columns))
+        batch = sink_columns(batch, self.sink)
         if self._writer is None:
             self._writer = self._open(batch.schema)
         self._writer.write(batch)
@@ -256,6 +252,16 @@ class Output:
         if self._writer is not None:
             self._writer.close()
         storage.remove_tree(self.fs, self._staging)
+
+
+def sink_columns(batch: pa.RecordBatch, sink: Sink) -> pa.RecordBatch:
+    """`batch` with the sink's ``columns`` only (all when it names none)."""
+    if not sink.columns:
+        return batch
+    missing = [c for c in sink.columns if c not in batch.schema.names]
+    if missing:
+        raise BatchError(_missing(missing, "the ensembled table", batch.schema.names))
+    return batch.select(list(sink.columns))
 
 
 class _Writer:

@@ -125,9 +125,16 @@ def _source_columns(job: Job, names: list[str]) -> list[str] | None:
             f"spec.source.join_on: '{job.source.path}' has no column "
             f"{', '.join(map(repr, missing))} (it has: {', '.join(names)})"
         )
-    if job.source.columns is None:
-        return None
-    return [*job.source.columns, *(k for k in job.join_on if k not in job.source.columns)]
+    columns = job.source.columns
+    if columns is not None:
+        columns = (*columns, *(k for k in job.join_on if k not in columns))
+    if job.result.column_name in (names if columns is None else columns):
+        raise BatchError(
+            f"spec.ensembler.result.column_name: '{job.source.path}' already has a column "
+            f"'{job.result.column_name}': name the result otherwise (--result-column), or "
+            f"leave that column out of the source's columns"
+        )
+    return None if columns is None else list(columns)
 
 
 def _check_bigquery(job: Job) -> None:
