@@ -35,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pyfunc_ensembler.batch.io import sink_columns
 from pyfunc_ensembler.batch.job import BigQuery, Dataset, SaveMode, Sink
 from pyfunc_ensembler.errors import BatchError, InvalidJob, MissingExtra
 
@@ -305,8 +306,6 @@ class TableSink:
         self._created = False
 
     def write(self, batch: pa.RecordBatch) -> None:
-        from pyfunc_ensembler.batch.io import sink_columns
-
         batch = sink_columns(batch, self.sink)
         if self._schema is None:
             self._start(batch.schema)

@@ -29,7 +29,6 @@ import pyarrow.fs as pafs
 
 from pyfunc_ensembler.batch import storage
 from pyfunc_ensembler.batch.job import (
-    BIGQUERY,
     Dataset,
     PredictionSource,
     SaveMode,
@@ -66,23 +65,6 @@ class Destination(Protocol):
     def commit(self, empty_schema: pa.Schema) -> None: ...
 
     def abort(self) -> None: ...
-
-
-def open_source(spec: Dataset, needed: Sequence[str] = ()) -> Source:
-    """The dataset `spec` names; `needed` are columns read beside its selection (join keys)."""
-    if spec.format == BIGQUERY:
-        from pyfunc_ensembler.batch.bigquery import BigQueryTable
-
-        return BigQueryTable(spec, needed)
-    return Files(spec)
-
-
-def open_destination(sink: Sink) -> Destination:
-    if sink.format == BIGQUERY:
-        from pyfunc_ensembler.batch.bigquery import TableSink
-
-        return TableSink(sink)
-    return Output(sink)
 
 
 class Files:
@@ -139,11 +121,10 @@ def _missing(columns: Sequence[str], where: str, names: Sequence[str]) -> str:
 class Predictions:
     """One prediction source, held in memory, joined onto source batches by its keys."""
 
-    def __init__(self, source: PredictionSource, source_keys: Sequence[str]) -> None:
+    def __init__(self, source: PredictionSource, source_keys: Sequence[str], data: Source) -> None:
         self.name = source.column_name
         self.source_keys = tuple(source_keys)
         wanted = [*source.join_on, *source.columns]
-        data = open_source(source.dataset, wanted)
         missing = [c for c in wanted if c not in data.schema.names]
         if missing:
             raise BatchError(_missing(missing, source.dataset.path, data.schema.names))

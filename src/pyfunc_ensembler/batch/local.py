@@ -17,8 +17,8 @@ from typing import TextIO
 import pyarrow as pa
 
 from pyfunc_ensembler.batch.apply import Applied, TableEnsembler
-from pyfunc_ensembler.batch.io import Predictions, join, open_destination, open_source
-from pyfunc_ensembler.batch.job import Job
+from pyfunc_ensembler.batch.io import Destination, Files, Output, Predictions, Source, join
+from pyfunc_ensembler.batch.job import BIGQUERY, Dataset, Job, Sink
 from pyfunc_ensembler.batch.parallel import Workers, default_processes
 from pyfunc_ensembler.batch.progress import Progress
 from pyfunc_ensembler.batch.results import Report, arrow_type
@@ -71,7 +71,10 @@ def _run(
         return report
     source = open_source(job.source, job.join_on)
     columns = _source_columns(job, source.schema.names)
-    predictions = [Predictions(p, job.join_on) for p in job.predictions]
+    predictions = [
+        Predictions(p, job.join_on, open_source(p.dataset, (*p.join_on, *p.columns)))
+        for p in job.predictions
+    ]
     bar = Progress(source.count(), progress or sys.stderr)
     timings = report.timings
     schema = None
@@ -115,6 +118,23 @@ def _joined(
         timings["join"] += time.perf_counter() - tick
         yield joined, offset
         offset += batch.num_rows
+
+
+def open_source(spec: Dataset, needed: Sequence[str] = ()) -> Source:
+    """The dataset `spec` names; `needed` are columns read beside its selection (join keys)."""
+    if spec.format == BIGQUERY:
+        from pyfunc_ensembler.batch.bigquery import BigQueryTable
+
+        return BigQueryTable(spec, needed)
+    return Files(spec)
+
+
+def open_destination(sink: Sink) -> Destination:
+    if sink.format == BIGQUERY:
+        from pyfunc_ensembler.batch.bigquery import TableSink
+
+        return TableSink(sink)
+    return Output(sink)
 
 
 def _source_columns(job: Job, names: list[str]) -> list[str] | None:
