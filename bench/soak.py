@@ -14,6 +14,10 @@ were answered, as a router's traffic is):
 4. soak at 70 % of capacity: every request 200, and the server's resident memory (all its
    processes) grows by less than 5 % from the end of the warm-up to the end.
 
+In phases 3 and 4 no more requests are outstanding than the server's limit (a request
+due then waits, and is counted as ``held``): on a busy machine a stalled client or slower
+answers would otherwise push them over it, and the 503s that follow are right.
+
 Only 127.0.0.1 is ever targeted; every loop is bounded in count and time.
 
     python -m bench.soak                       # the full run: a 10-minute soak
@@ -86,6 +90,7 @@ class Outcomes:
     latencies: list[float] = field(default_factory=list)
     missing_retry_after: int = 0
     seconds: float = 0.0
+    held: int = 0  # requests that waited for an answer before going (`open_loop`)
 
     def summary(self) -> dict[str, Any]:
         ok = sorted(self.latencies)
@@ -98,6 +103,7 @@ class Outcomes:
                 "max": _ms(ok[-1] if ok else None),
             },
             "missing_retry_after": self.missing_retry_after,
+            "held": self.held,
         }
 
 
@@ -166,16 +172,28 @@ class Client:
         self.open = 0
 
 
-async def open_loop(client: Client, rate: float, seconds: float) -> Outcomes:
-    """Send `rate` requests a second for `seconds`, on schedule, and wait for the answers."""
+async def open_loop(
+    client: Client, rate: float, seconds: float, max_in_flight: int = 0
+) -> Outcomes:
+    """Send `rate` requests a second for `seconds`, on schedule, and wait for the answers.
+
+    With `max_in_flight`, a request due while that many are unanswered waits for one
+    (counted in ``held``): below capacity the server is then never sent more than its
+    limit at once, even when this machine stalls (shared CI cores) and the schedule
+    would otherwise catch up in one burst, or the server's answers slow down.
+    """
     outcomes = Outcomes()
     total = max(1, int(rate * seconds))
     started = time.perf_counter()
-    tasks = set()
+    tasks: set[asyncio.Task[None]] = set()
     for index in range(total):
         delay = started + index / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if max_in_flight and len(tasks) >= max_in_flight:
+            outcomes.held += 1
+            while len(tasks) >= max_in_flight:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.create_task(client.one(outcomes))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -214,18 +232,21 @@ def rss_kb(pid: int) -> int:
     return total
 
 
-async def soak(client: Client, pid: int, rate: float, seconds: float) -> dict[str, Any]:
+async def soak(
+    client: Client, pid: int, rate: float, seconds: float, max_in_flight: int
+) -> dict[str, Any]:
     """Open-loop at `rate` for `seconds`; memory sampled after a warm-up of a tenth."""
     warmup = max(1.0, seconds / 10)
-    warm = await open_loop(client, rate, warmup)
+    warm = await open_loop(client, rate, warmup, max_in_flight)
     samples = [rss_kb(pid)]
     outcomes = Outcomes()
     steps = max(1, round((seconds - warmup) / 10))
     for _ in range(steps):  # in slices, to see the memory over time
-        part = await open_loop(client, rate, (seconds - warmup) / steps)
+        part = await open_loop(client, rate, (seconds - warmup) / steps, max_in_flight)
         outcomes.counts.update(part.counts)
         outcomes.latencies.extend(part.latencies)
         outcomes.missing_retry_after += part.missing_retry_after
+        outcomes.held += part.held
         outcomes.seconds += part.seconds
         samples.append(rss_kb(pid))
     return {
@@ -257,8 +278,8 @@ def run(
             capacity_run = await closed_loop(client, concurrency, phase_seconds)
             capacity = len(capacity_run.latencies) / capacity_run.seconds
             overload = await open_loop(client, 3 * capacity, phase_seconds)
-            recovery = await open_loop(client, capacity / 2, phase_seconds)
-            soaked = await soak(client, pid, 0.7 * capacity, soak_seconds)
+            recovery = await open_loop(client, capacity / 2, phase_seconds, concurrency)
+            soaked = await soak(client, pid, 0.7 * capacity, soak_seconds, concurrency)
         finally:
             client.close()
         return {
