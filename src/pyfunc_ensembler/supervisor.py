@@ -96,9 +96,13 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
-            # A second signal: stop waiting for requests in flight.
+            # A second signal: stop waiting for requests in flight. Any later one is
+            # ignored: the exit is under way, and Python restores the default handlers
+            # while it finalizes, so one arriving then would kill us instead of status 1.
             self.forced = True
             self._signal_children(signal.SIGKILL)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             return
         self.stopping = True
         logger.info("stopping %d workers", len(self.children))
