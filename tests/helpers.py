@@ -41,8 +41,10 @@ def fixture_cases() -> list[dict[str, Any]]:
 class Server:
     """A `pyfunc-ensembler serve` process on a free loopback port."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, port: int = 0
+    ) -> None:
+        self.port = port or free_port()
         self.args = [*CLI, "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None

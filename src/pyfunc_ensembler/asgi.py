@@ -10,6 +10,8 @@ The application decodes gzip/deflate bodies (`semantics`), whichever server host
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
@@ -27,8 +29,10 @@ from pyfunc_ensembler.errors import (
     UnsupportedEncoding,
 )
 from pyfunc_ensembler.http11 import LINGER_TIME, LINGER_TIMEOUT
-from pyfunc_ensembler.lifecycle import force_exit
+from pyfunc_ensembler.lifecycle import DRAIN_IDLE_SECONDS, close_listening, force_exit
 from pyfunc_ensembler.settings import Settings
+
+logger = logging.getLogger("pyfunc_ensembler.asgi")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -172,10 +176,11 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     """Serve on the bound `sock` with uvicorn (uvloop, httptools) until a signal stops it."""
     import uvicorn
 
+    drain = _Drain()
     config = uvicorn.Config(
         App(core, max_body_size=settings.max_body_size, max_header_size=settings.max_header_size),
         loop="uvloop",
-        http=_protocol(core, settings.receive_timeout),
+        http=_protocol(core, settings.receive_timeout, drain),
         lifespan="off",
         access_log=False,
         proxy_headers=False,
@@ -185,10 +190,22 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
         timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=settings.graceful_timeout,
     )
-    _graceful_server(config, core).run(sockets=[sock])
+    _graceful_server(config, core, sock, drain, settings.graceful_timeout).run(sockets=[sock])
 
 
-def _protocol(core: Core, receive_timeout: float) -> Any:
+class _Drain:
+    """When the graceful shutdown began, shared by the server and its connections."""
+
+    def __init__(self) -> None:
+        self.began = False
+        self.idle_until = 0.0  # loop time: a connection idle until then is closed
+
+    def begin(self, idle_until: float) -> None:
+        self.began = True
+        self.idle_until = idle_until
+
+
+def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
     """uvicorn's httptools protocol, made to keep the native front end's promises.
 
     Where uvicorn's own differs (each case tested on both front ends):
@@ -200,7 +217,11 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
       then the connection closes (uvicorn closes at the end of input, dropping them);
     - HTTP/1.0 with ``Connection: keep-alive`` is kept alive (uvicorn closes it);
     - a connection closed while its request's body is still arriving (a 413, a
-      refusal) closes lingering, as `http11` does, so the client reads the answer.
+      refusal) closes lingering, as `http11` does, so the client reads the answer;
+    - once the graceful shutdown began (`drain`), every answer closes its connection
+      (``Connection: close``) and an idle one is closed only if it stays idle until
+      ``drain.idle_until``; uvicorn closes idle connections at once, resetting a request
+      a client wrote to one meanwhile (`http11.ServerState.drain`).
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -228,6 +249,22 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
                 return True
             return None
 
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if drain.began:  # accepted from the queue after the shutdown began
+                self._close_if_idle_until(drain.idle_until)
+
+        def shutdown(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                self._close_if_idle_until(drain.idle_until)
+            else:
+                self.cycle.keep_alive = False
+
+        def _close_if_idle_until(self, when: float) -> None:
+            # uvicorn's keep-alive timer, cancelled as it is when a request arrives.
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_at(when, self.timeout_keep_alive_handler)
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._stop_receive_timer()
@@ -247,6 +284,8 @@ def _protocol(core: Core, receive_timeout: float) -> Any:
             cycle.transport = _CycleTransport(self, cycle)
             if self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
                 _keep_http10_alive(cycle)
+            if drain.began:
+                cycle.keep_alive = False
 
         def on_message_complete(self) -> None:
             self._stop_receive_timer()
@@ -363,8 +402,11 @@ def _keep_http10_alive(cycle: Any) -> None:
     cycle.send = send_keeping_alive
 
 
-def _graceful_server(config: Any, core: Core) -> Any:
-    """uvicorn's server, telling the core when a shutdown begins; a second signal forces it."""
+def _graceful_server(
+    config: Any, core: Core, sock: socket.socket, drain: _Drain, grace: float
+) -> Any:
+    """uvicorn's server, telling the core when a shutdown begins and draining as the
+    native front end does (`native.shut_down`); a second signal forces the exit."""
     import uvicorn
 
     class Server(uvicorn.Server):  # type: ignore[misc]
@@ -373,5 +415,34 @@ def _graceful_server(config: Any, core: Core) -> Any:
                 force_exit(sig)
             core.drain()
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """uvicorn's shutdown, but what the accept queue holds is answered, and idle
+            connections are closed only once they have stayed idle (`_protocol`)."""
+            loop = asyncio.get_running_loop()
+            (listener,) = self.servers
+            queued = close_listening(listener, sock)
+            drain.begin(loop.time() + min(grace, DRAIN_IDLE_SECONDS))
+            protocol_class: Any = self.config.http_protocol_class
+            protocol = functools.partial(
+                protocol_class,
+                config=self.config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+            )
+            for accepted in queued:
+                await loop.connect_accepted_socket(protocol, sock=accepted)
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
+            try:
+                await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=grace)
+            except asyncio.TimeoutError:
+                logger.error(
+                    "%d requests still busy after %s s: cancelling them",
+                    len(self.server_state.tasks),
+                    grace,
+                )
+                for task in self.server_state.tasks:
+                    task.cancel()
 
     return Server(config)

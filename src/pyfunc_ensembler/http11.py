@@ -123,6 +123,7 @@ class ServerState:
         self.limits = limits
         self.connections: set[Connection] = set()
         self.draining = False
+        self.drain_deadline = 0.0
         self.date = date_header()
         self._second = int(time.time())
         self._unsent: list[tuple[asyncio.Transport, bytes]] = []
@@ -212,11 +213,18 @@ class ServerState:
         for connection in list(self.connections):
             connection.check_deadline(now)
 
-    def drain(self) -> None:
-        """Stop keeping connections alive; close the idle ones now."""
+    def drain(self, idle_seconds: float) -> None:
+        """Stop keeping connections alive, without closing one a request may be on its way on.
+
+        Every answer from now on says ``Connection: close`` and closes its connection. A
+        connection idle now (or accepted from now on) is closed once it has stayed idle
+        `idle_seconds` since: closing it at once would reset a request the client wrote
+        to it meanwhile, and a client cannot safely retry a POST.
+        """
         self.draining = True
+        self.drain_deadline = time.monotonic() + idle_seconds
         for connection in list(self.connections):
-            connection.close_if_idle()
+            connection.drain()
 
 
 class Connection(asyncio.Protocol):
@@ -603,10 +611,10 @@ class Connection(asyncio.Protocol):
             self.state.flush()
             self.transport.close()
 
-    def close_if_idle(self) -> None:
-        """Close now unless a request is being received or answered (graceful shutdown)."""
-        if not self._receiving and self._worker is None and not self._lingering:
-            self._close()
+    def drain(self) -> None:
+        """A graceful shutdown began: an idle connection gets the drain's idle deadline."""
+        if not (self._stopped or self._receiving or self._worker is not None):
+            self._wait_idle()
 
     def check_deadline(self, now: float) -> None:
         """Enforce the idle, receive, linger and stall limits; called by `ServerState.tick`."""
@@ -625,7 +633,10 @@ class Connection(asyncio.Protocol):
 
     def _wait_idle(self) -> None:
         timeout = self.limits.keepalive_timeout
-        self._deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        deadline = time.monotonic() + timeout if timeout > 0 else 0.0
+        if self.state.draining:
+            deadline = min(deadline, self.state.drain_deadline) or self.state.drain_deadline
+        self._deadline = deadline
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:

@@ -47,6 +47,35 @@ def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
     return sock
 
 
+# How long a graceful shutdown keeps an idle keep-alive connection open for a request
+# the client may be sending on it; at most the graceful timeout.
+DRAIN_IDLE_SECONDS = 1.0
+
+
+def close_listening(server: asyncio.AbstractServer, sock: socket.socket) -> list[socket.socket]:
+    """Stop accepting on `sock` (which `server` listens on) without resetting the
+    connections the kernel has queued: they are accepted and returned, to be answered.
+
+    Closing a listening socket resets every connection still in its accept queue, and
+    a client may have written its request to one of those already. The queue is
+    emptied from a copy of the socket, between `server` closing its own and the copy's
+    close, with nothing in between that could let the event loop run.
+    """
+    held = sock.dup()
+    server.close()
+    held.setblocking(False)
+    queued: list[socket.socket] = []
+    try:
+        while len(queued) < BACKLOG:
+            connection, _ = held.accept()
+            queued.append(connection)
+    except OSError:  # BlockingIOError: the queue is empty
+        pass
+    finally:
+        held.close()
+    return queued
+
+
 def on_signals(begin_shutdown: Callable[[], Any]) -> Callable[[], None]:
     """SIGTERM/SIGINT: the first begins the graceful shutdown, a second exits at once.
 

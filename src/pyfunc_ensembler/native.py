@@ -2,9 +2,11 @@
 
 `serve` runs one worker's event loop: it accepts connections (each an `http11.Connection`),
 ticks a clock that refreshes the Date header and enforces every connection's deadlines,
-and on SIGTERM/SIGINT shuts down gracefully (`shut_down`): stop accepting, tell the core
-(readiness goes false), close idle connections, let requests in flight finish within
-``--graceful-timeout``, then close what is left. A second signal exits at once.
+and on SIGTERM/SIGINT shuts down gracefully (`shut_down`): stop accepting (the
+connections already queued are accepted and answered), tell the core (readiness goes
+false), answer every request already sent with ``Connection: close``, close a
+connection that stays idle, let requests in flight finish within ``--graceful-timeout``,
+then close what is left. A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import socket
 
 from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.http11 import Connection, Limits, ServerState
-from pyfunc_ensembler.lifecycle import BACKLOG, new_event_loop, on_signals
+from pyfunc_ensembler.lifecycle import (
+    BACKLOG,
+    DRAIN_IDLE_SECONDS,
+    close_listening,
+    new_event_loop,
+    on_signals,
+)
 from pyfunc_ensembler.settings import Settings
 
 logger = logging.getLogger("pyfunc_ensembler.native")
@@ -48,19 +56,26 @@ async def _serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     restore = on_signals(lambda: loop.call_soon_threadsafe(stop.set))
     try:
         await stop.wait()
-        await shut_down(listener, state, settings.graceful_timeout)
+        await shut_down(listener, sock, state, settings.graceful_timeout)
     finally:
         clock.cancel()
         restore()
 
 
-async def shut_down(listener: asyncio.AbstractServer, state: ServerState, grace: float) -> None:
-    """Stop accepting, close idle connections, give the busy ones `grace` seconds."""
-    listener.close()
-    state.core.drain()
-    state.drain()
+async def shut_down(
+    listener: asyncio.AbstractServer, sock: socket.socket, state: ServerState, grace: float
+) -> None:
+    """Stop accepting (answering what the accept queue holds), answer every request
+    already sent with ``Connection: close``, and give the busy ones `grace` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
+    queued = close_listening(listener, sock)
+    state.core.drain()
+    idle = min(grace, DRAIN_IDLE_SECONDS)
+    state.drain(idle)
+    for accepted in queued:
+        await loop.connect_accepted_socket(lambda: Connection(state), sock=accepted)
+    loop.call_later(idle + 0.05, state.tick)  # closes idle connections then, not a tick later
     # Connections close themselves after their answer; poll rather than hook into each.
     while state.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
