@@ -1,6 +1,7 @@
 # The two commands a newcomer needs:
 #   make serve   install what serving needs into .venv, save the example ensembler, serve it on :8083
-#   make test    install everything else, lint, type-check and run the whole test suite (what CI runs)
+#   make test    install everything else, lint, type-check and run the whole test suite, images
+#                included (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 BQEMULATOR ?= .venv-bqemulator
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 EXAMPLE := examples/model
 PORT ?= 8083
 
-.PHONY: install serve example test lint typecheck unit clean bench bench-smoke fuzz soak fixtures
+.PHONY: install serve example test lint typecheck unit images clean bench bench-smoke fuzz soak fixtures
 
 install: $(VENV)/.installed $(BQEMULATOR)/.installed
 
@@ -44,8 +45,8 @@ serve: example
 lint: install
 	$(PY) -m ruff check src tests examples $(wildcard bench)
 	$(PY) -m ruff format --check src tests examples $(wildcard bench)
-	$(VENV)/bin/hadolint --failure-threshold info docker/Dockerfile docker/app.Dockerfile
-	$(VENV)/bin/shellcheck docker/*.sh $(wildcard bench/*.sh)
+	$(VENV)/bin/hadolint --failure-threshold info docker/*Dockerfile
+	$(VENV)/bin/shellcheck docker/*.sh $(wildcard bench/*.sh) tests/images/*.sh
 
 typecheck: install
 	$(PY) -m mypy
@@ -53,7 +54,13 @@ typecheck: install
 unit: install
 	$(PY) -m pytest
 
-test: lint typecheck unit
+# Build the images with buildah and run them with podman (tests/images/, docs/images.md):
+# root, and buildah, podman, runc and debootstrap (`.ci/run` installs them). The stand-in
+# for python:3.11-slim is made once and kept in podman's storage.
+images: install
+	CONTAINERS_CONF=$(CURDIR)/tests/images/containers.conf $(PY) -m pytest -m images tests/images
+
+test: lint typecheck unit images
 
 # Remake the committed Turing fixtures (tests/fixtures/turing-sdk-0.16) with Turing's own SDK
 # and server from the reference venv; not in CI, which tests against the committed copy.

@@ -4,6 +4,7 @@ No Docker engine runs where the tests do, so the image build is reproduced step 
 step: our wheel is built with pip, ``docker/install-base.sh`` makes a fresh venv from
 it, ``docker/install-model.sh`` bakes a model in, and ``docker/entrypoint.sh`` serves
 it; the HEALTHCHECK command is taken from the Dockerfile and run against that server.
+tests/images/ builds and runs the images themselves with buildah and podman.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pyfunc_ensembler import __version__
 from pyfunc_ensembler.health import READYZ
 from pyfunc_ensembler.image import DEFAULT_PYTHON
 from tests.helpers import ROOT, free_port
+from tests.object_stores import StoreKind, object_store, turing_layout
 
 DOCKER = ROOT / "docker"
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -152,9 +154,13 @@ def dockerfile(name: str = "Dockerfile") -> str:
 
 
 def test_dockerfiles_run_these_scripts() -> None:
-    base, app = dockerfile(), dockerfile("app.Dockerfile")
+    base, app, turing = dockerfile(), dockerfile("app.Dockerfile"), dockerfile("turing.Dockerfile")
     assert "install-base.sh /opt/pyfunc-ensembler/wheels /opt/venv" in base
     assert "install-model.sh /opt/venv" in app
+    assert "fetch-turing-model.sh /opt/venv /model" in turing
+    assert "install-model.sh /opt/venv /model /model" in turing
+    for built in (app, turing):  # the check runs as the image's user, last
+        assert built.rstrip().endswith("USER 10001\nRUN pyfunc-ensembler check /model")
     assert 'ENTRYPOINT ["/opt/pyfunc-ensembler/entrypoint.sh"]' in base
     assert READYZ in base and "EXPOSE 8083" in base
     for script in re.findall(r"docker/([\w-]+\.sh)", base):
@@ -163,6 +169,59 @@ def test_dockerfiles_run_these_scripts() -> None:
 
 def test_dockerfiles_default_to_what_the_image_command_prints() -> None:
     # `pyfunc-ensembler image` names the same tag and Python; a version bump updates both.
-    assert f"ARG BASE_IMAGE=pyfunc-ensembler:{__version__}-py" in dockerfile("app.Dockerfile")
+    for name in ("app.Dockerfile", "turing.Dockerfile"):
+        assert f"ARG BASE_IMAGE=pyfunc-ensembler:{__version__}-py" in dockerfile(name)
     for name in ("Dockerfile", "app.Dockerfile"):
         assert f"ARG PYTHON_VERSION={DEFAULT_PYTHON}\n" in dockerfile(name)
+
+
+@pytest.mark.parametrize("kind", ["gcs", "s3"])
+def test_turings_build_args_fetch_the_model_from_a_real_object_store(
+    venv: Path, fixtures_dir: Path, tmp_path: Path, kind: StoreKind
+) -> None:
+    with object_store(kind, tmp_path) as store:
+        turing = turing_layout(store, fixtures_dir / "weighted_legacy", run_id="0f1e2d")
+        fetched = run(
+            DOCKER / "fetch-turing-model.sh", venv, tmp_path / "model", **turing.build_args
+        )
+    assert fetched.returncode == 0, fetched.stderr
+    for path in (fixtures_dir / "weighted_legacy").rglob("*"):
+        if path.is_file():
+            copy = tmp_path / "model" / path.relative_to(fixtures_dir / "weighted_legacy")
+            assert copy.read_bytes() == path.read_bytes()
+    # Then as turing.Dockerfile goes on: the model's requirements, and the check.
+    assert install_model(venv, tmp_path / "model", tmp_path / "model").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MLFLOW_ARTIFACT_STORAGE_TYPE": "azure"}, "not gcs or s3"),
+        ({"MODEL_URL": "gs://elsewhere/artifacts"}, "is no s3:// URI"),
+        ({"FOLDER_NAME": "other/ensembler"}, "does not start with 'artifacts/'"),
+    ],
+)
+def test_turings_build_args_are_checked_before_anything_is_fetched(
+    venv: Path, tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    args = {
+        "MLFLOW_ARTIFACT_STORAGE_TYPE": "s3",
+        "MODEL_URL": "s3://bucket/mlflow/7/0f1e2d/artifacts",
+        "FOLDER_NAME": "artifacts/ensembler",
+        **change,
+    }
+    fetched = run(DOCKER / "fetch-turing-model.sh", venv, tmp_path / "model", **args)
+    assert fetched.returncode == 2
+    assert message in fetched.stderr and not (tmp_path / "model").exists()
+
+
+def test_a_dependencies_copy_that_is_not_the_models_conda_yaml_fails(
+    venv: Path, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    with object_store("s3", tmp_path) as store:
+        turing = turing_layout(store, fixtures_dir / "weighted_legacy", run_id="0f1e2d")
+        other = store.put("turing/model_dependencies/other", b"dependencies: [python=3.11]\n")
+        args = {**turing.build_args, "MODEL_DEPENDENCIES_URL": other}
+        fetched = run(DOCKER / "fetch-turing-model.sh", venv, tmp_path / "model", **args)
+    assert fetched.returncode == 2
+    assert "differs from" in fetched.stderr
