@@ -214,3 +214,17 @@ def test_a_source_that_has_the_result_column_is_refused(pick_model: str, tmp_pat
     spec = short_job(pick_model, str(tmp_path / "in.parquet"), str(tmp_path / "o"))
     with pytest.raises(BatchError, match="already has a column 'result'"):
         run(spec)
+
+
+def test_struct_columns_become_the_dicts_arrow_makes() -> None:
+    from pyfunc_ensembler.batch.apply import python_values
+
+    inner = pa.array([{"x": 1}, None, {"x": None}], pa.struct([("x", pa.int64())]))
+    array = pa.StructArray.from_arrays(
+        [pa.array([0.5, None, 2.0]), pa.array([True, False, None]), inner],
+        names=["data", "is_default", "it's"],
+        mask=pa.array([False, True, False]),
+    )
+    for part in (array, array.slice(1), pa.array([], array.type)):
+        assert python_values(part) == part.to_pylist()
+    assert python_values(array)[0] == {"data": 0.5, "is_default": True, "it's": {"x": 1}}

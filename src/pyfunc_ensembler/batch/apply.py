@@ -16,6 +16,7 @@ pyfunc model gets each batch as a pandas DataFrame through MLflow's ``predict``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -110,9 +111,39 @@ def _answers_of(uri: str, force_mlflow: bool) -> Answers:
     call = _synchronous(ensembler.ensemble) if ensembler.is_async else ensembler.ensemble
 
     def answers(batch: pa.RecordBatch) -> list[Any]:
-        return ensemble_rows(call, batch.to_pydict(), batch.num_rows)
+        columns = {name: python_values(batch.column(name)) for name in batch.schema.names}
+        return ensemble_rows(call, columns, batch.num_rows)
 
     return answers
+
+
+def python_values(array: pa.Array) -> list[Any]:
+    """``array.to_pylist()``, faster for structs (a prediction's ``{data, is_default}``).
+
+    Arrow builds each struct's dict field by field in C++; building them from the
+    children's lists with a dict literal compiled for the field names costs a sixth.
+    """
+    kind = array.type
+    names = [f.name for f in kind] if pa.types.is_struct(kind) else []
+    if not names or len(set(names)) != len(names):
+        return array.to_pylist()  # type: ignore[no-any-return]
+    make = _struct_maker(tuple(names))
+    # flatten() applies the array's offset and nulls to the children.
+    values: list[Any] = list(map(make, *(python_values(child) for child in array.flatten())))
+    if array.null_count:
+        import pyarrow.compute as pc
+
+        for index in pc.indices_nonzero(array.is_null()).to_pylist():
+            values[index] = None
+    return values
+
+
+@functools.lru_cache(maxsize=64)
+def _struct_maker(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """``make(v0, v1, …) -> {names[0]: v0, …}``: a dict literal (names written with repr)."""
+    values = [f"v{i}" for i in range(len(names))]
+    fields = ", ".join(f"{name!r}: {v}" for name, v in zip(names, values, strict=True))
+    return eval(f"lambda {', '.join(values)}: {{{fields}}}")  # type: ignore[no-any-return]
 
 
 def _synchronous(ensemble: EnsembleCall) -> EnsembleCall:
