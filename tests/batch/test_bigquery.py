@@ -155,4 +155,3 @@ def test_without_the_bigquery_extra_a_job_says_which_to_install(
         run(parse_job(turing_document("proj.dset", pick_model, "APPEND")))
     assert "needs the 'bigquery' extra" in caught.value.message
     assert "pip install 'pyfunc-ensembler[bigquery]'" in caught.value.message
-
