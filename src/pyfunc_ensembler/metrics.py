@@ -20,6 +20,7 @@ imports ``prometheus_client`` writes no file, and its scrape costs one directory
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -292,7 +293,10 @@ class TheirMetrics:
             from prometheus_client.multiprocess import mark_process_dead
 
             for pid in pids:
-                mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
+                # Another process (a worker's scrape, the supervisor) may be removing
+                # the same files at the same time.
+                with contextlib.suppress(FileNotFoundError):
+                    mark_process_dead(pid, self.path)  # type: ignore[no-untyped-call]
 
     def _files(self) -> list[str]:
         try:
