@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -218,3 +219,23 @@ def test_the_metrics_port_answers_other_paths_with_the_one_error_shape() -> None
     response = connection.getresponse()
     assert (response.status, response.getheader("content-type")) == (200, metrics.CONTENT_TYPE)
     assert b"ensembler_workers 1" in response.read()
+
+
+def test_a_killed_servers_directory_is_removed_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    alive = os.getppid()  # pytest's parent: a server still running
+    for pid in (dead, alive):
+        (tmp_path / f"pyfunc-ensembler-metrics-{pid}-x").mkdir()
+    (tmp_path / "someone-elses").mkdir()
+    theirs = metrics.TheirMetrics.prepare({})
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(
+        [f"pyfunc-ensembler-metrics-{alive}-x", "someone-elses", os.path.basename(theirs.path)]
+    )
+    theirs.close()

@@ -212,6 +212,8 @@ OUR_NAMES = frozenset(
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client's file for a gauge of a live* mode is gauge_<mode>_<pid>.db.
 _LIVE_GAUGES = "gauge_live"
+# The directories made here: <temporary directory>/pyfunc-ensembler-metrics-<pid>-<random>.
+_OWN_DIR_PREFIX = "pyfunc-ensembler-metrics-"
 
 
 class TheirMetrics:
@@ -235,7 +237,9 @@ class TheirMetrics:
         """Use the user's ``PROMETHEUS_MULTIPROC_DIR`` emptied of old files, or a new one."""
         path = environ.get(MULTIPROCESS_DIR) or environ.get(MULTIPROCESS_DIR.lower())
         if not path:
-            path = environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="pyfunc-ensembler-metrics-")
+            _remove_dead_servers_dirs()
+            path = tempfile.mkdtemp(prefix=f"{_OWN_DIR_PREFIX}{os.getpid()}-")
+            environ[MULTIPROCESS_DIR] = path
             return cls(path, owned=True)
         environ[MULTIPROCESS_DIR] = path
         os.makedirs(path, exist_ok=True)
@@ -303,6 +307,19 @@ class TheirMetrics:
             return [name for name in os.listdir(self.path) if name.endswith(".db")]
         except FileNotFoundError:
             return []
+
+
+def _remove_dead_servers_dirs() -> None:
+    """Remove the directories of servers that were killed before they could (SIGKILL, an
+    OOM kill): in a pod, /tmp is an emptyDir that outlives a restarted container."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name[len(_OWN_DIR_PREFIX) :].partition("-")[0]
+        if not (name.startswith(_OWN_DIR_PREFIX) and pid.isdigit()):
+            continue
+        # A restarted container's server may have the pid the dead one had (1, often).
+        if int(pid) == os.getpid() or not _alive(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _live_gauge_pids(files: Iterable[str]) -> set[int]:
