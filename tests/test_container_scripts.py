@@ -27,6 +27,10 @@ from pyfunc_ensembler.image import DEFAULT_PYTHON
 from tests.helpers import ROOT, free_port
 from tests.object_stores import StoreKind, object_store, turing_layout
 
+# The venv fixture pip-installs our wheel and its dependencies: over pytest's 300 s on two
+# cores saturated by other processes (a hang guard, not a speed limit).
+pytestmark = pytest.mark.timeout(1200)
+
 DOCKER = ROOT / "docker"
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
