@@ -121,6 +121,16 @@ class AsyncWait(PyFunc):
         return "ok"
 
 
+class Versioned(PyFunc):
+    """Answers the version it was saved with: which model a worker loaded."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        return self.version
+
+
 def save_model(ensembler: PyFunc, target: Path, **kwargs: Any) -> Path:
     cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
     save_ensembler(str(target), ensembler, **kwargs)

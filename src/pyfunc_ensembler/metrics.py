@@ -125,13 +125,19 @@ class Metrics:
         workers: int = 1,
         info: Mapping[str, str] | None = None,
         theirs: TheirMetrics | None = None,
+        slots: int = 1,
     ) -> None:
         self.workers = max(1, workers)
         self.theirs = theirs
-        self._memory = mmap.mmap(-1, self.workers * SLOT_SIZE * 8)  # MAP_SHARED: survives fork
+        self.slots = self.workers * max(1, slots)  # `slots` per worker
+        self._memory = mmap.mmap(-1, self.slots * SLOT_SIZE * 8)  # MAP_SHARED: survives fork
         self._all = memoryview(self._memory).cast("d")
-        self._static = _static_lines(self.workers, info or {})
+        self.set_info(info or {})
         self.use_slot(0)
+
+    def set_info(self, info: Mapping[str, str]) -> None:
+        """The model served by workers forked from now on (a SIGHUP loaded it anew)."""
+        self._static = _static_lines(self.workers, info)
 
     def use_slot(self, index: int) -> None:
         """Write to slot `index` from now on (a worker calls this once, after the fork)."""
@@ -166,7 +172,7 @@ class Metrics:
     def totals(self) -> list[float]:
         """Every slot summed: what all workers together have counted."""
         total = list(self._all[0:SLOT_SIZE])
-        for index in range(1, self.workers):
+        for index in range(1, self.slots):
             base = index * SLOT_SIZE
             for i, value in enumerate(self._all[base : base + SLOT_SIZE]):
                 total[i] += value

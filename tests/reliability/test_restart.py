@@ -1,18 +1,24 @@
-"""Restarts under load lose nothing that reached the server.
+"""Restarts under load lose nothing that reached the server; SIGHUP fails nothing.
 
 A router-like Go client (bench/router: net/http, kept-alive connections, chunked bodies)
 sends from 16 goroutines, straight to the server or through nginx or HAProxy. Mid-load
 the server gets SIGTERM and, once it has exited, the same command starts it again.
 Connections refused while nothing listens are expected (the client never had one, or
 the proxy logged a refused connect); a request that reached the server's socket must
-be answered: on a kept-alive connection, from the accept queue, or in flight.
+be answered: on a kept-alive connection, from the accept queue, or in flight. SIGHUP with
+``--workers N`` replaces the workers one by one with the model loaded anew: no request
+fails at all, none is even refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,9 @@ from typing import Any
 import pytest
 
 from bench.router import build
+from tests import ensemblers
 from tests.helpers import Server
+from tests.reliability.net import VALID
 from tests.reliability.proxies import PROXIES, Proxy
 
 # Answers to wait for before the signal, and after the restart, before stopping.
@@ -125,5 +133,56 @@ def test_a_graceful_restart_under_load_loses_no_request(
     # What a proxy answers for a refused connection: nginx 502, HAProxy 503.
     refused = {"direct": set(), "nginx": {"502"}, "haproxy": {"503"}}[via]
     assert set(summary["statuses"]) <= {"200", *refused}, summary
+    if proxy_factory:
+        assert proxy_factory[0].lost() == [], summary
+
+
+def _workers(supervisor: int) -> set[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text()
+    return {int(pid) for pid in children.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("via", ["direct", "nginx"])
+def test_sighup_replaces_the_workers_one_by_one_without_a_failed_request(
+    router: Path, front_end: str, via: str, tmp_path: Path, proxy_factory: list[Proxy]
+) -> None:
+    model = ensemblers.save_model(ensemblers.Versioned("v1"), tmp_path / "model")
+    server = Server([str(model), "--server", front_end, "--workers", "2"]).start()
+    assert server.process is not None
+    port = server.port
+    if via != "direct":
+        proxy_factory.append(Proxy(via, server.port, tmp_path))
+        port = proxy_factory[0].port
+    load = Load(router, f"http://127.0.0.1:{port}/ensemble")
+    try:
+        load.wait_answered(ANSWERS)
+        old = _workers(server.process.pid)
+        assert len(old) == 2 and server.post_json(VALID) == (200, "v1")
+        # A new version where the model was: the new workers must load it.
+        shutil.rmtree(model)
+        ensemblers.save_model(ensemblers.Versioned("v2"), model)
+        server.process.send_signal(signal.SIGHUP)
+        while any(_alive(pid) for pid in old):  # every old worker has drained and exited
+            assert server.process.poll() is None
+            time.sleep(0.05)
+        load.wait_answered(load.answered + ANSWERS)
+        summary = load.finish()
+        workers = _workers(server.process.pid)
+        answers = {server.post_json(VALID)[1] for _ in range(10)}
+    finally:
+        load.kill()
+        code, log = server.stop()
+    assert code == 0, log
+    assert summary["statuses"].keys() == {"200"} and summary["errors"] == {}, summary
+    assert len(workers) == 2 and not workers & old, log
+    assert answers == {"v2"}  # the model loaded anew
     if proxy_factory:
         assert proxy_factory[0].lost() == [], summary
