@@ -55,6 +55,8 @@ class Faulty(PyFunc):
         if fault == "exit":
             os._exit(3)
         if fault == "sleep":
+            if "started" in input:  # tells a test the call has begun: a file appears
+                Path(input["started"]).touch()
             time.sleep(float(input.get("seconds", 1)))
         return "ok"
 

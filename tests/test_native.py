@@ -7,11 +7,13 @@ answer, a connection left open).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -485,14 +487,23 @@ def test_a_client_gone_mid_request_does_not_keep_its_concurrency_slot(
 # -- shutdown --------------------------------------------------------------------------
 
 
+def _started(marker: Path, timeout: float = 60) -> None:
+    """Wait until the Faulty ensembler's call has begun (it creates `marker`)."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the request never reached the ensembler"
+        time.sleep(0.01)
+
+
 def test_sigterm_finishes_requests_in_flight_and_closes_idle_connections(
-    test_models: dict[str, Path],
+    test_models: dict[str, Path], tmp_path: Path
 ) -> None:
     server = Server([str(test_models["faulty"]), "--server", "native"]).start()
     busy, idle = Client(server.port), Client(server.port)
     assert idle.send(post()).response().status == 200
-    busy.send(post(faulty_body(fault="sleep", seconds=2)))
-    time.sleep(0.5)  # the request is being answered
+    marker = tmp_path / "started"
+    busy.send(post(faulty_body(fault="sleep", seconds=2, started=str(marker))))
+    _started(marker)
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     response = busy.response()
@@ -505,13 +516,14 @@ def test_sigterm_finishes_requests_in_flight_and_closes_idle_connections(
 
 
 def test_requests_still_busy_after_the_grace_period_are_cut_off(
-    test_models: dict[str, Path],
+    test_models: dict[str, Path], tmp_path: Path
 ) -> None:
     args = ["--server", "native", "--sync-threads", "1", "--graceful-timeout", "1"]
     server = Server([str(test_models["faulty"]), *args]).start()
     busy = Client(server.port)
-    busy.send(post(faulty_body(fault="sleep", seconds=3)))
-    time.sleep(0.5)  # the request is being answered
+    marker = tmp_path / "started"
+    busy.send(post(faulty_body(fault="sleep", seconds=10, started=str(marker))))
+    _started(marker)
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     assert busy.closed()  # without an answer
@@ -523,15 +535,19 @@ def test_requests_still_busy_after_the_grace_period_are_cut_off(
     busy.close()
 
 
-def test_a_second_signal_exits_at_once(test_models: dict[str, Path]) -> None:
+def test_a_second_signal_exits_at_once(test_models: dict[str, Path], tmp_path: Path) -> None:
     server = Server([str(test_models["faulty"]), "--server", "native"]).start()
     busy = Client(server.port)
-    busy.send(post(faulty_body(fault="sleep", seconds=60)))
-    time.sleep(0.5)
+    marker = tmp_path / "started"
+    busy.send(post(faulty_body(fault="sleep", seconds=60, started=str(marker))))
+    _started(marker)
     assert server.process is not None
-    server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    code, log = server.stop(signal.SIGTERM, timeout=20)
+    # Signals sent back to back may merge into one: repeat until the process is gone.
+    while server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(0.2)
+    code, log = server.stop()
     assert code == 1
     assert "second SIGTERM" in log
     busy.close()
