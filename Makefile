@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 EXAMPLE := examples/model
 PORT ?= 8083
 
-.PHONY: install serve example test lint typecheck unit images clean bench bench-smoke fuzz soak fixtures
+.PHONY: install serve example test lint typecheck unit images clean bench bench-images bench-smoke fuzz soak fixtures
 
 install: $(VENV)/.installed $(BQEMULATOR)/.installed
 
@@ -45,7 +45,7 @@ serve: example
 lint: install
 	$(PY) -m ruff check src tests examples $(wildcard bench)
 	$(PY) -m ruff format --check src tests examples $(wildcard bench)
-	$(VENV)/bin/hadolint --failure-threshold info docker/*Dockerfile
+	$(VENV)/bin/hadolint --failure-threshold info docker/*Dockerfile bench/*.Dockerfile
 	$(VENV)/bin/shellcheck docker/*.sh $(wildcard bench/*.sh) tests/images/*.sh
 
 typecheck: install
@@ -72,6 +72,12 @@ fixtures:
 # options, e.g. BENCH_ARGS="--runs 5 --scaling"; see `python -m bench.run --help`.
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Our image beside Turing's, both built with buildah and run with podman (a few minutes;
+# docs/images.md): size, build time, start to first 200, what SIGTERM does.
+bench-images: install
+	CONTAINERS_CONF=$(CURDIR)/tests/images/containers.conf $(PY) -m bench.images --runs 5 \
+		--out bench/out/images.json
 
 # Every step of the harness with tiny durations; writes only under bench/out/smoke.
 bench-smoke: install
