@@ -94,13 +94,23 @@ def open_dataset(spec: Dataset) -> ds.Dataset:
     elif storage.kind(fs, path) is pafs.FileType.NotFound:
         raise BatchError(f"no such file or directory: '{spec.path}'")
     try:
-        dataset = ds.dataset(paths, format=_ARROW_FORMATS[spec.format], filesystem=fs)
+        dataset = ds.dataset(paths, format=_arrow_format(spec.format, fs), filesystem=fs)
     except (pa.ArrowException, OSError) as exc:
         raise BatchError(f"cannot read '{spec.path}' as {spec.format}: {exc}") from exc
     missing = [c for c in spec.columns or () if c not in dataset.schema.names]
     if missing:
         raise BatchError(_missing(missing, spec.path, dataset.schema.names))
     return dataset
+
+
+def _arrow_format(fmt: str, fs: pafs.FileSystem) -> str | ds.FileFormat:
+    if fmt == "parquet" and isinstance(fs, pafs.LocalFileSystem):
+        # Buffering a row group's column chunks up front suits object stores (fewer, larger
+        # reads); on a local disk it only costs: 10M rows read in 1.1-1.8 s instead of
+        # 2.4-4.4 s, peak RSS 240 MB instead of 380 MB (bench/batch.py's table).
+        options = ds.ParquetFragmentScanOptions(pre_buffer=False)
+        return ds.ParquetFileFormat(default_fragment_scan_options=options)
+    return _ARROW_FORMATS[fmt]
 
 
 def _matching(fs: pafs.FileSystem, pattern: str) -> list[str]:
