@@ -10,10 +10,11 @@ The application decodes gzip/deflate bodies (`semantics`), whichever server host
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from http import HTTPStatus
 from types import FrameType
 from typing import Any
@@ -29,7 +30,7 @@ from pyfunc_ensembler.errors import (
     UnsupportedEncoding,
 )
 from pyfunc_ensembler.http11 import LINGER_TIME, LINGER_TIMEOUT
-from pyfunc_ensembler.lifecycle import DRAIN_IDLE_SECONDS, close_listening, force_exit
+from pyfunc_ensembler.lifecycle import DRAIN_IDLE_SECONDS, close_listening, force_exit, take_held
 from pyfunc_ensembler.settings import Settings
 
 logger = logging.getLogger("pyfunc_ensembler.asgi")
@@ -415,6 +416,16 @@ def _graceful_server(
                 force_exit(sig)
             core.drain()
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            """uvicorn's, but a signal held while the server started is handled now: it
+            then starts, skips serving and shuts down gracefully."""
+            with super().capture_signals():
+                held = take_held()
+                if held is not None:
+                    self.handle_exit(held, None)
+                yield
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             """uvicorn's shutdown, but what the accept queue holds is answered, and idle

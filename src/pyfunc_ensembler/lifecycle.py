@@ -93,6 +93,9 @@ def on_signals(begin_shutdown: Callable[[], Any]) -> Callable[[], None]:
         begin_shutdown()
 
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    held = take_held()
+    if held is not None:
+        handle(held, None)
 
     def restore() -> None:
         for signum, handler in previous.items():
@@ -101,15 +104,32 @@ def on_signals(begin_shutdown: Callable[[], Any]) -> Callable[[], None]:
     return restore
 
 
+# Signals that arrived before a front end handled them itself (`return_after_shutdown`).
+_held: list[int] = []
+
+
 def return_after_shutdown() -> None:
     """Make SIGTERM/SIGINT end a one-process server with status 0 once it has drained.
 
     uvicorn shuts down gracefully on these signals, then re-raises the signal with the
-    handlers it found at start; with these no-op handlers the re-raise is harmless and
-    the server returns normally instead of dying by the signal.
+    handlers it found at start; with these handlers the re-raise is harmless and the
+    server returns normally instead of dying by the signal. Until the front end installs
+    its own, a signal is held for it (`take_held`): one sent while the server is still
+    starting (forking the ensembler's process, setting up tracing) must still stop it.
     """
     for signum in SIGNALS:
-        signal.signal(signum, lambda *_: None)
+        signal.signal(signum, _hold)
+
+
+def _hold(signum: int, frame: FrameType | None) -> None:
+    _held.append(signum)
+
+
+def take_held() -> int | None:
+    """The first signal held since `return_after_shutdown`, once; None if there was none."""
+    signum = _held[0] if _held else None
+    _held.clear()
+    return signum
 
 
 def force_exit(signum: int) -> None:
