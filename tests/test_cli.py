@@ -114,6 +114,12 @@ def test_port_precedence_flag_then_ours_then_knatives(
     assert Settings.from_environ(env, port=flag).port == port
 
 
+@pytest.mark.parametrize(("variable", "value"), [("PORT", "http"), ("LOG_LEVEL", "loud")])
+def test_a_bad_fallback_variable_is_named_as_set(variable: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"^{variable}='{value}'"):
+        Settings.from_environ({variable: value})
+
+
 @pytest.mark.parametrize(
     "env",
     [

@@ -131,11 +131,12 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            raw = environ.get(env_name(field.name))
-            if raw is None and field.name in FALLBACK_ENV:
-                raw = environ.get(FALLBACK_ENV[field.name])
+            variable = env_name(field.name)
+            if variable not in environ and field.name in FALLBACK_ENV:
+                variable = FALLBACK_ENV[field.name]
+            raw = environ.get(variable)
             if raw is not None:
-                values[field.name] = parse_value(field, raw)
+                values[field.name] = parse_value(field, raw, variable)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -144,18 +145,20 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def parse_value(field: dataclasses.Field[Any], raw: str) -> Any:
-    """Read one setting from text, as it comes from the environment."""
+def parse_value(field: dataclasses.Field[Any], raw: str, variable: str | None = None) -> Any:
+    """Read one setting from text, as it comes from the environment (`variable`, named in
+    errors; its ``ENSEMBLER_*`` name if not given)."""
+    name = variable or env_name(field.name)
     kind: type[Any] = type(field.default)
     if kind is bool:
         if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
-            raise ValueError(f"{env_name(field.name)}={raw!r} is not a boolean")
+            raise ValueError(f"{name}={raw!r} is not a boolean")
         return raw.lower() in ("1", "true", "yes", "on")
     try:
         value = kind(raw.lower() if field.name == "log_level" else raw)
     except ValueError:
-        raise ValueError(f"{env_name(field.name)}={raw!r} is not a valid {kind.__name__}") from None
+        raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
     choices = field.metadata.get("choices")
     if choices and value not in choices:
-        raise ValueError(f"{env_name(field.name)}={raw!r}: choose one of {', '.join(choices)}")
+        raise ValueError(f"{name}={raw!r}: choose one of {', '.join(choices)}")
     return value
