@@ -239,3 +239,17 @@ def test_a_killed_servers_directory_is_removed_at_the_next_start(
         [f"pyfunc-ensembler-metrics-{alive}-x", "someone-elses", os.path.basename(theirs.path)]
     )
     theirs.close()
+
+
+def test_without_a_writable_temporary_directory_the_server_starts_without_their_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As under `docker run --read-only` with no tmpfs: no temporary directory is usable.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
+    environ: dict[str, str] = {}
+    with caplog.at_level("WARNING", logger="pyfunc_ensembler.metrics"):
+        theirs = metrics.TheirMetrics.prepare(environ)
+    assert metrics.MULTIPROCESS_DIR not in environ
+    assert theirs.render() == b""
+    assert "left out of /metrics" in caplog.text
+    theirs.close()

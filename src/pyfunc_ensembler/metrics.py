@@ -243,8 +243,19 @@ class TheirMetrics:
         """Use the user's ``PROMETHEUS_MULTIPROC_DIR`` emptied of old files, or a new one."""
         path = environ.get(MULTIPROCESS_DIR) or environ.get(MULTIPROCESS_DIR.lower())
         if not path:
-            _remove_dead_servers_dirs()
-            path = tempfile.mkdtemp(prefix=f"{_OWN_DIR_PREFIX}{os.getpid()}-")
+            try:
+                _remove_dead_servers_dirs()
+                path = tempfile.mkdtemp(prefix=f"{_OWN_DIR_PREFIX}{os.getpid()}-")
+            except OSError as exc:
+                # A read-only root without a writable /tmp (`docker run --read-only`):
+                # serve all the same, without the ensembler's metrics.
+                logger.warning(
+                    "no directory for the ensembler's prometheus_client metrics (%s): they "
+                    "are left out of /metrics; mount a writable /tmp or set %s",
+                    exc,
+                    MULTIPROCESS_DIR,
+                )
+                return cls("", owned=False)
             environ[MULTIPROCESS_DIR] = path
             return cls(path, owned=True)
         environ[MULTIPROCESS_DIR] = path
