@@ -41,7 +41,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pyfunc_ensembler.core import ENSEMBLE_PATH, Core
 from pyfunc_ensembler.pipeline import Answer, Answered, RawHeaders, Runner, SyncRunner
 
-EXPORTERS = ("console", "otlp")
 _SPAN_NAME = f"POST {ENSEMBLE_PATH}"
 
 
