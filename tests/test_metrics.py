@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -219,6 +220,74 @@ def test_the_metrics_port_answers_other_paths_with_the_one_error_shape() -> None
     response = connection.getresponse()
     assert (response.status, response.getheader("content-type")) == (200, metrics.CONTENT_TYPE)
     assert b"ensembler_workers 1" in response.read()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "BREW"])
+def test_the_metrics_port_refuses_other_methods_with_405_in_the_one_error_shape(
+    method: str,
+) -> None:
+    port = free_port()
+    metrics.serve_metrics(Metrics(), "127.0.0.1", port)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(method, "/metrics", body=b'{"a": 1}')
+    response = connection.getresponse()
+    assert response.status == 405
+    assert response.getheader("content-type") == "application/json"
+    assert response.getheader("allow") == "GET, HEAD"
+    message = f"/metrics takes GET, not {method}"
+    assert json.loads(response.read()) == {
+        "error": {"type": "method_not_allowed", "message": message}
+    }
+    # The body was not read: the connection is closed rather than parsed further.
+    assert response.getheader("connection") == "close"
+    connection.request(method, "/nowhere")
+    response = connection.getresponse()
+    assert response.status == 404
+    assert json.loads(response.read())["error"]["type"] == "not_found"
+
+
+def test_the_metrics_port_answers_head_as_get_without_the_body() -> None:
+    port = free_port()
+    metrics.serve_metrics(Metrics(), "127.0.0.1", port)
+    answers = {}
+    for method in ("HEAD", "GET"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"{method} /metrics HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            received = b""
+            while chunk := sock.recv(65536):  # the server closes after one answer
+                received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        answers[method] = head.split(b"\r\n"), body
+    (head_lines, head_body), (get_lines, get_body) = answers["HEAD"], answers["GET"]
+    assert head_lines[0] == get_lines[0] == b"HTTP/1.0 200 OK"
+    assert head_body == b"" and b"ensembler_workers 1" in get_body
+    length = f"Content-Length: {len(get_body)}".encode()
+    assert length in head_lines and length in get_lines
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status", "error_type"),
+    [
+        (b"GET /metrics HTTP/x.y\r\n\r\n", 400, "bad_request"),
+        # One byte past http.server's longest line, and nothing after it: a byte left
+        # unread when the server closes would reset the connection, answer and all.
+        (b"GET /metrics HTTP/1.1\r\nX: " + b"y" * 65534, 431, "headers_too_large"),
+    ],
+)
+def test_the_metrics_port_answers_a_request_it_cannot_parse_with_the_one_error_shape(
+    request_head: bytes, status: int, error_type: str
+) -> None:
+    port = free_port()
+    metrics.serve_metrics(Metrics(), "127.0.0.1", port)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_head)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.0 {status} ".encode())
+    assert b"Content-Type: application/json" in head.split(b"\r\n")
+    assert json.loads(body)["error"]["type"] == error_type
 
 
 def test_a_killed_servers_directory_is_removed_at_the_next_start(

@@ -32,7 +32,14 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
-from pyfunc_ensembler.errors import NotFound, error_body
+from pyfunc_ensembler.errors import (
+    EnsemblerError,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    RequestError,
+    error_body,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -403,7 +410,8 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> threading.Thread:
 
     Called in the supervisor (or the only worker): the shared memory holds every
     worker's counts, so this process can answer for all of them without taking a
-    worker's time. Any other path gets the 404 every error answer has the shape of.
+    worker's time. HEAD is GET without the body. Every refusal (another path, another
+    method, a request ``http.server`` cannot parse) has the shape of every error answer.
     """
     import http.server
 
@@ -413,15 +421,50 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> threading.Thread:
             if path == "/metrics":
                 self._answer(200, CONTENT_TYPE, metrics.render())
             else:
-                missing = NotFound(f"no such path: {path} (this port serves GET /metrics)")
-                self._answer(missing.status, "application/json", error_body(missing))
+                self._refuse(_not_found(path))
 
-        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            # http.server's own refusals, which would be an HTML page. Its 501 is for a
+            # method without a do_ method here: ours is 405, as on the serving port.
+            self.close_connection = True  # a body may follow, unread
+            # A request line it could not parse leaves HTTP/0.9, which has no status line.
+            self.request_version = self.protocol_version
+            if code == 501 and self.command:
+                path = self.path.split("?", 1)[0]
+                if path != "/metrics":
+                    self._refuse(_not_found(path))
+                    return
+                refused = MethodNotAllowed(f"{path} takes GET, not {self.command}")
+                self._refuse(refused, ("Allow", "GET, HEAD"))
+                return
+            detail = message or self.responses[code][0]
+            error = HeadersTooLarge(detail) if code == 431 else RequestError.malformed(detail)
+            self._refuse(error, status=code)
+
+        def _refuse(
+            self, error: EnsemblerError, *headers: tuple[str, str], status: int | None = None
+        ) -> None:
+            if self.close_connection:
+                headers += (("Connection", "close"),)
+            body = error_body(error)
+            self._answer(status or error.status, "application/json", body, *headers)
+
+        def _answer(
+            self, status: int, content_type: str, body: bytes, *headers: tuple[str, str]
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in headers:
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # scrapes are not worth a log line
@@ -431,3 +474,7 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
     thread.start()
     return thread
+
+
+def _not_found(path: str) -> NotFound:
+    return NotFound(f"no such path: {path} (this port serves GET /metrics)")
