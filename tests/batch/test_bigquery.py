@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from pyfunc_ensembler.batch import parse_job, run
+from pyfunc_ensembler.batch.bigquery import BigQueryTable
+from pyfunc_ensembler.batch.job import BigQuery, Dataset
 from pyfunc_ensembler.errors import BatchError, EnsembleFailed, InvalidJob, MissingExtra
 from tests.batch.conftest import BigQueryPlace
 
@@ -135,23 +137,143 @@ def test_filters_and_what_the_emulator_cannot_do(bq: BigQueryPlace, pick_model: 
 def test_options_the_local_engine_cannot_honour_are_refused(pick_model: str) -> None:
     document = turing_document("proj.dset", pick_model, "APPEND")
     document["spec"]["sink"]["bq_config"]["options"]["partitionField"] = "day"
+    options = document["spec"]["predictions"]["model_a"]["dataset"]["bq_config"]["options"]
+    options["materializationExpirationTimeInMinutes"] = "a day"
     with pytest.raises(InvalidJob) as caught:
         run(parse_job(document))
-    assert [p for p, _ in caught.value.problems] == ["spec.sink.bq_config.options.partitionField"]
+    assert [p for p, _ in caught.value.problems] == [
+        "spec.predictions.model_a.dataset.bq_config.options.materializationExpirationTimeInMinutes",
+        "spec.sink.bq_config.options.partitionField",
+    ]
     assert "--engine spark gives every option" in caught.value.message
 
 
+@pytest.mark.parametrize("where", ["source", "sink"])
 def test_without_the_bigquery_extra_a_job_says_which_to_install(
-    pick_model: str, monkeypatch: pytest.MonkeyPatch
+    pick_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    # As if google-cloud-bigquery were not installed: Python refuses an import whose
-    # sys.modules entry is None with the ModuleNotFoundError an absent package gives
-    # (and `from google.cloud import bigquery` must not find an earlier import's attribute).
+    # As if google-cloud-bigquery (and the google-api-core it brings) were not installed:
+    # Python refuses an import whose sys.modules entry is None with the
+    # ModuleNotFoundError an absent package gives (and `from google.cloud import
+    # bigquery` must not find an earlier import's attribute).
     import google.cloud
 
-    monkeypatch.setitem(sys.modules, "google.cloud.bigquery", None)
+    for module in ("google.cloud.bigquery", "google.api_core", "google.api_core.exceptions"):
+        monkeypatch.setitem(sys.modules, module, None)
     monkeypatch.delattr(google.cloud, "bigquery", raising=False)
+    document = turing_document("proj.dset", pick_model, "APPEND")
+    if where == "sink":  # a file source: the sink is the first to need the extra
+        pq.write_table(pa.table({"id": [1], "route": ["a"]}), tmp_path / "in.parquet")
+        document["spec"]["source"] = {"dataset": str(tmp_path / "in.parquet")}
+        del document["spec"]["predictions"]
     with pytest.raises(MissingExtra) as caught:
-        run(parse_job(turing_document("proj.dset", pick_model, "APPEND")))
+        run(parse_job(document))
     assert "needs the 'bigquery' extra" in caught.value.message
     assert "pip install 'pyfunc-ensembler[bigquery]'" in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize("kind", ["VIEW", "MATERIALIZED VIEW"])
+def test_a_view_is_materialized_then_read_and_dropped(
+    bq: BigQueryPlace, pick_model: str, kind: str
+) -> None:
+    fill(bq, range(6))
+    view = f"{bq.dataset}.features_view"
+    query = f"SELECT * FROM `{bq.dataset}.features` WHERE id < 5"
+    bq.client.query(f"CREATE {kind} `{view}` AS {query}").result()
+    document = turing_document(bq.dataset, pick_model, "OVERWRITE")
+    source = document["spec"]["source"]["dataset"]["bq_config"]
+    source["table"] = view
+    source["options"] = {"viewsEnabled": "true", "filter": "id >= 1"}
+    report = run(parse_job(document))
+    assert report.rows == 4
+    assert bq.rows(f"{bq.dataset}.scores") == [{"id": i, "score": i * 10} for i in range(1, 5)]
+    # BigQuery's Storage Read API refuses a view; the emulator's reads one as a table,
+    # so what proves the materialization is the query job: the features and the filter
+    # in it, into the view's own dataset; the table it made is dropped.
+    (made,) = materializations(bq, view)
+    assert made.startswith(f"CREATE TABLE `{bq.dataset}._pyfunc_ensembler_")
+    assert made.endswith(f"SELECT `id`, `route`\nFROM `{view}`\nWHERE id >= 1")
+    assert bq.tables() == ["features", "features_view", "predictions_a", "scores"]
+    # Or where materializationDataset says.
+    scratch = f"{bq.dataset}_scratch"
+    bq.client.create_dataset(scratch)
+    try:
+        source["options"]["materializationDataset"] = scratch.split(".")[1]
+        assert run(parse_job(document)).rows == 4
+        assert materializations(bq, view)[0].startswith(f"CREATE TABLE `{scratch}._pyfunc")
+        assert list(bq.client.list_tables(scratch)) == []
+    finally:
+        bq.client.delete_dataset(scratch, delete_contents=True)
+
+
+def materializations(bq: BigQueryPlace, view: str) -> list[str]:
+    """The queries that materialized `view`, newest first."""
+    queries = [getattr(job, "query", "") for job in bq.client.list_jobs()]
+    return [q for q in queries if q.startswith("CREATE TABLE") and f"FROM `{view}`" in q]
+
+
+def sink_document(source: Path, model: str, table: str, save_mode: str) -> Any:
+    """A job from a Parquet file to the BigQuery `table`, ensembled by `model`.
+
+    The sink keeps all but the struct prediction column, which the emulator cannot write.
+    """
+    return {
+        "kind": "BatchEnsemblingJob",
+        "spec": {
+            "source": {"dataset": str(source)},
+            "ensembler": {"uri": model, "result": {"column_name": "score", "type": "LONG"}},
+            "sink": {
+                "type": "BQ",
+                "save_mode": save_mode,
+                "columns": ["id", "route", "at", "wall", "score"],
+                "bq_config": {"table": table},
+            },
+        },
+    }
+
+
+def test_nanosecond_timestamps_are_written_as_microseconds(
+    bq: BigQueryPlace, pick_model: str, tmp_path: Path
+) -> None:
+    import datetime
+
+    utc = datetime.timezone.utc
+    nanos = [1_704_164_645_123_456_789, -1, None]  # sub-microsecond digits, before 1970
+    table = pa.table(
+        {
+            "id": [0, 1, 2],
+            "route": ["a"] * 3,
+            "__predictions__a": [{"data": i} for i in range(3)],
+            "at": pa.array(nanos, pa.int64()).cast(pa.timestamp("ns", "Asia/Jakarta")),
+            "wall": pa.array(nanos, pa.int64()).cast(pa.timestamp("ns")),
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet")
+    scores = f"{bq.dataset}.scores"
+    run(parse_job(sink_document(tmp_path / "in.parquet", pick_model, scores, "OVERWRITE")))
+    at = [
+        datetime.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=utc),
+        datetime.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc),  # floored, not rounded
+        None,
+    ]
+    wall = [None if t is None else t.replace(tzinfo=None) for t in at]
+    expected = [
+        {"id": i, "route": "a", "at": a, "wall": w, "score": i}
+        for i, a, w in zip(range(3), at, wall, strict=True)
+    ]
+    assert bq.rows(scores) == expected
+    kinds = {f.name: f.field_type for f in bq.client.get_table(scores).schema}
+    assert (kinds["at"], kinds["wall"]) == ("TIMESTAMP", "DATETIME")
+    # And back through the Storage Read API: an instant with its zone, a wall-clock time.
+    reader = BigQueryTable(Dataset(scores, "bigquery", None, BigQuery(table=scores)), [])
+    read = pa.Table.from_batches(list(reader.batches(None, 1024)), schema=reader.schema)
+    assert read.schema.field("at").type == pa.timestamp("us", "UTC")
+    assert read.schema.field("wall").type == pa.timestamp("us")
+    assert sorted(read.to_pylist(), key=lambda r: r["id"]) == expected
+    # Appended into that table, a zone-less timestamp takes the column's kind (UTC).
+    table = table.set_column(4, "wall", table.column("at").cast(pa.timestamp("ns", "UTC")))
+    table = table.set_column(3, "at", table.column("wall").cast(pa.timestamp("ns")))
+    pq.write_table(table.slice(0, 1), tmp_path / "more.parquet")
+    run(parse_job(sink_document(tmp_path / "more.parquet", pick_model, scores, "APPEND")))
+    assert bq.rows(scores)[0:2] == [expected[0], expected[0]]

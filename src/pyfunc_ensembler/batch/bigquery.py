@@ -3,10 +3,15 @@
 Reading (`BigQueryTable`): a table is read through one Storage Read API session
 straight into Arrow record batches, page after page (memory holds a page, whatever
 the table's size), with only the columns the job needs (``features`` and the join
-keys) and ``options.filter`` as its row restriction. A ``query`` is first
-materialized: with ``options.materializationDataset`` (as the spark-bigquery
-connector asks) into a table there, ``CREATE TABLE … AS`` the query, read, then
-dropped; without it, into the query job's own result table.
+keys) and ``options.filter`` as its row restriction. The Storage Read API cannot
+read a view, so a view is first materialized, as the spark-bigquery connector does
+with ``viewsEnabled``: ``CREATE TABLE … AS SELECT <those columns> FROM <view> WHERE
+<filter>`` into ``options.materializationDataset`` (else the view's own dataset),
+read, then dropped. A ``query`` is materialized the same way: with
+``options.materializationDataset`` (as the connector asks) into a table there;
+without it, into the query job's own result table. Either table expires after
+``options.materializationExpirationTimeInMinutes`` (1440, the connector's default),
+so a process killed before it drops one leaves nothing for long.
 
 Writing (`TableSink`): batches go through the Storage Write API, in one *pending*
 stream, into a staging table beside the sink (``_<table>_staging_<id>``, expiring in
@@ -15,6 +20,14 @@ sink with the save mode's write disposition (``WRITE_TRUNCATE`` for overwrite,
 ``WRITE_APPEND``, ``WRITE_EMPTY``), then the staging table is dropped. Until that copy
 the sink is untouched, so a failed job leaves it as it was, and the copy itself is
 atomic in BigQuery.
+
+Types: BigQuery's integers and floats are 64-bit, and its TIMESTAMP (an instant:
+an Arrow timestamp with a time zone) and DATETIME (a wall-clock time: one without)
+hold microseconds. Finer timestamps (pandas' and Arrow's default is nanoseconds) are
+floored to the microsecond (``…56.123456789`` is stored as ``…56.123456``, and
+``-1 ns`` as ``-1 µs``), not rounded, not refused. Into an existing table, a
+timestamp column takes the kind the table's column has (a time-zone-less timestamp
+appended to a TIMESTAMP column is read as UTC, as BigQuery reads it).
 
 Where: ``BIGQUERY_EMULATOR_HOST`` (``host:port``, REST) and
 ``BIGQUERY_STORAGE_EMULATOR_HOST`` (``host:port``, the Storage APIs' gRPC, plain
@@ -34,6 +47,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pyfunc_ensembler.batch.io import sink_columns
 from pyfunc_ensembler.batch.job import BigQuery, Dataset, SaveMode, Sink
@@ -50,7 +64,8 @@ READ_OPTIONS = {
     "filter": "a row restriction, in BigQuery SQL",
     "materializationDataset": "where a query's result is written before it is read",
     "materializationProject": "the project of materializationDataset",
-    "viewsEnabled": "accepted: the local engine reads tables and queries alike",
+    "materializationExpirationTimeInMinutes": "how long a materialized table lives (1440)",
+    "viewsEnabled": "accepted: the local engine materializes views and queries without it",
 }
 WRITE_OPTIONS = {
     "parentProject": READ_OPTIONS["parentProject"],
@@ -88,6 +103,14 @@ def check_options(datasets: Mapping[str, Dataset], sink: Sink) -> None:
                         f"spark-bigquery connector",
                     )
                 )
+        minutes = options.get("materializationExpirationTimeInMinutes", "1440")
+        if known is READ_OPTIONS and not (minutes.isdigit() and int(minutes) > 0):
+            problems.append(
+                (
+                    f"{path}.bq_config.options.materializationExpirationTimeInMinutes",
+                    f"{minutes!r} is not a positive whole number of minutes",
+                )
+            )
     if sink.bigquery:
         create = sink.bigquery.options.get("createDisposition", "CREATE_IF_NEEDED")
         if create not in ("CREATE_IF_NEEDED", "CREATE_NEVER"):
@@ -191,32 +214,52 @@ class BigQueryTable:
         project = _split(self.config.table)[0] if self.config.table else ""
         self.clients = Clients(project or options.get("materializationProject", ""), options)
         self._dropped: str | None = None
-        table = self.config.table
         columns: list[str] | None = None
+        restriction = options.get("filter")
         if self.config.query:
             table = self._materialize(self.config.query)
-        elif self.config.features:
-            columns = [*self.config.features, *(c for c in needed if c not in self.config.features)]
-        assert table is not None
+        else:
+            table = self.config.table or ""
+            if self.config.features:
+                features = self.config.features
+                columns = [*features, *(c for c in needed if c not in features)]
+            if self._is_view(table):
+                table = self._materialize(_select(table, columns, restriction), view=table)
+                columns = restriction = None  # both are in the materializing query
         self.table = table
-        self._session = self._open(table, columns, options.get("filter"))
+        self._session = self._open(table, columns, restriction)
         self.schema = _plain(pa.ipc.read_schema(pa.py_buffer(self._arrow_schema())))
 
-    def _materialize(self, query: str) -> str:
+    def _is_view(self, table: str) -> bool:
+        try:
+            kind = self.clients.rest.get_table(table).table_type
+        except Exception as exc:
+            raise _failed(f"cannot read {self.spec.path}", exc) from exc
+        return kind in ("VIEW", "MATERIALIZED_VIEW")
+
+    def _materialize(self, query: str, view: str | None = None) -> str:
+        """A table holding `query`'s rows: in materializationDataset, or the view's dataset."""
         options = self.config.options
         client = self.clients.rest
         dataset = options.get("materializationDataset")
+        project = options.get("materializationProject")
+        if view and dataset is None:
+            project, dataset = project or _split(view)[0], _split(view)[1]
+        what = f"materializing the view {view}" if view else "the query"
         try:
             if dataset is None:
                 job = client.query(query)
                 job.result()
                 destination = job.destination
                 return f"{destination.project}.{destination.dataset_id}.{destination.table_id}"
-            project = options.get("materializationProject") or self.clients.project
-            table = f"{project}.{dataset}._pyfunc_ensembler_{uuid.uuid4().hex[:12]}"
-            client.query(f"CREATE TABLE `{table}` AS\n{query}").result()
+            table = f"{project or self.clients.project}.{dataset}._pyfunc_ensembler_{_unique()}"
+            minutes = int(options.get("materializationExpirationTimeInMinutes", "1440"))
+            expiry = f"TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {minutes} MINUTE)"
+            client.query(
+                f"CREATE TABLE `{table}` OPTIONS (expiration_timestamp = {expiry}) AS\n{query}"
+            ).result()
         except Exception as exc:
-            raise _failed("the query failed", exc) from exc
+            raise _failed(f"{what} failed", exc) from exc
         self._dropped = table
         return table
 
@@ -263,6 +306,17 @@ class BigQueryTable:
             self._dropped = None
 
 
+def _select(table: str, columns: Sequence[str] | None, restriction: str | None) -> str:
+    """The query that reads `columns` (all when ``None``) of `table` under `restriction`."""
+    selected = ", ".join(f"`{c}`" for c in columns) if columns else "*"
+    where = f"\nWHERE {restriction}" if restriction else ""
+    return f"SELECT {selected}\nFROM `{table}`{where}"
+
+
+def _unique() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def _plain(schema: pa.Schema) -> pa.Schema:
     """`schema` without the field metadata a server may add (it would follow into the sink)."""
     return pa.schema([field.remove_metadata() for field in schema])
@@ -276,16 +330,19 @@ class TableSink:
     """A BigQuery table written under a save mode (`io.Output`'s interface)."""
 
     def __init__(self, sink: Sink) -> None:
-        from google.api_core.exceptions import NotFound
-
         assert sink.bigquery is not None
         self.sink = sink
         self.table = sink.path
         options = sink.bigquery.options
-        self.clients = Clients(_split(self.table)[0], options)
+        self.clients = Clients(_split(self.table)[0], options)  # first: it says what is missing
+        from google.api_core.exceptions import NotFound
+
+        self._kinds: dict[str, str] = {}
+        """The existing table's column types, by name (timestamps take theirs)."""
         try:
-            self.clients.rest.get_table(self.table)
+            existing = self.clients.rest.get_table(self.table)
             self.exists = True
+            self._kinds = {f.name: f.field_type for f in existing.schema}
         except NotFound:
             self.exists = False
         except Exception as exc:
@@ -300,7 +357,7 @@ class TableSink:
             raise BatchError(f"BigQuery table {self.table} does not exist (CREATE_NEVER)")
         self.skip = self.exists and sink.save_mode is SaveMode.IGNORE
         project, dataset, name = _split(self.table)
-        self.staging = f"{project}.{dataset}._{name}_staging_{uuid.uuid4().hex[:12]}"
+        self.staging = f"{project}.{dataset}._{name}_staging_{_unique()}"
         self._stream: str | None = None
         self._schema: pa.Schema | None = None
         self._created = False
@@ -310,7 +367,10 @@ class TableSink:
         if self._schema is None:
             self._start(batch.schema)
         assert self._schema is not None
-        batch = batch.cast(self._schema)
+        try:
+            batch = _microseconds(batch).cast(self._schema)
+        except pa.ArrowInvalid as exc:
+            raise BatchError(f"cannot write to BigQuery table {self.table}: {exc}") from exc
         if batch.num_rows:
             self._append(batch)
 
@@ -318,7 +378,9 @@ class TableSink:
         from google.cloud import bigquery
         from google.cloud.bigquery_storage_v1 import types
 
-        self._schema = pa.schema([pa.field(f.name, _storable(f.type)) for f in schema])
+        self._schema = pa.schema(
+            [pa.field(f.name, _storable(f.type, self._kinds.get(f.name))) for f in schema]
+        )
         table = bigquery.Table(self.staging, schema=[_field(f) for f in self._schema])
         table.expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
         try:
@@ -387,8 +449,31 @@ class TableSink:
             self._created = False
 
 
-def _storable(kind: pa.DataType) -> pa.DataType:
-    """The Arrow type BigQuery stores `kind` as (its integers and floats are 64-bit)."""
+def _microseconds(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its nanosecond timestamp columns floored to the microsecond.
+
+    Finer digits are dropped rather than refused: nanoseconds are pandas' and Arrow's
+    default, and BigQuery has nowhere to keep them (its Write API refuses a cast that
+    loses them, failing the job).
+    """
+    for i, field in enumerate(batch.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            floored = pc.floor_temporal(batch.column(i), unit="microsecond")
+            batch = batch.set_column(i, field, floored)
+    return batch
+
+
+def _storable(kind: pa.DataType, existing: str | None = None) -> pa.DataType:
+    """The Arrow type BigQuery stores `kind` as, in a column of type `existing` if any.
+
+    Its integers and floats are 64-bit; its TIMESTAMP (with a time zone, kept as UTC)
+    and DATETIME (without) hold microseconds.
+    """
+    if pa.types.is_timestamp(kind):
+        zone = {"TIMESTAMP": "UTC", "DATETIME": None}.get(existing or "", kind.tz and "UTC")
+        return pa.timestamp("us", zone)
+    if pa.types.is_date(kind):
+        return pa.date32()
     if pa.types.is_integer(kind):
         return pa.int64()
     if pa.types.is_floating(kind):
@@ -408,7 +493,8 @@ _BQ_TYPES = [
     (pa.types.is_boolean, "BOOL"),
     (pa.types.is_string, "STRING"),
     (pa.types.is_binary, "BYTES"),
-    (pa.types.is_timestamp, "TIMESTAMP"),
+    (lambda kind: pa.types.is_timestamp(kind) and kind.tz is not None, "TIMESTAMP"),
+    (pa.types.is_timestamp, "DATETIME"),
     (pa.types.is_date, "DATE"),
     (pa.types.is_decimal, "NUMERIC"),
 ]
