@@ -1,15 +1,27 @@
-"""What starts and ends a process: signals that arrive while a one-process server starts.
+"""What starts and ends a process: signals that arrive while a one-process server
+starts, and a listening socket that closes without resetting a connection.
 
 Between `return_after_shutdown` (just after the port is bound) and the front end's own
 handlers, a server still forks the ensembler's process and sets up tracing; a SIGTERM
 sent then must stop it as one sent later does, not be swallowed.
+
+Closing a listening socket resets the connections whose handshake completed since the
+last accept; a client that wrote its request to one has lost it. A server that stops
+for good refuses new handshakes first (`refuse_handshakes`), so that none completes
+between its last accept and the close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import importlib
+import select
 import signal
+import socket
+import sys
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
@@ -63,3 +75,61 @@ def test_a_server_signalled_while_it_starts_shuts_down_and_returns(
     finally:
         sock.close()
     assert core.readiness.draining
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux socket filter")
+def test_a_connection_attempted_once_handshakes_are_refused_is_refused_not_reset() -> None:
+    listening = lifecycle.bind("127.0.0.1", 0)
+    address = listening.getsockname()
+    made = socket.create_connection(address, timeout=30)  # its handshake completed: queued
+    lifecycle.refuse_handshakes(listening)
+    late = socket.socket()
+    late.setblocking(False)
+    assert late.connect_ex(address) == errno.EINPROGRESS
+    try:
+        accepted, _ = listening.accept()  # the one made before is still there to answer
+        with accepted:
+            accepted.sendall(b"answered")
+        listening.close()
+        assert made.recv(64) == b"answered"
+        # The late SYN was dropped: sent again a second later, it finds nothing
+        # listening. Had its handshake completed, the close would have reset it.
+        select.select([], [late], [], 30)
+        assert late.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+    finally:
+        made.close()
+        late.close()
+
+
+class _Answer(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(asyncio.WriteTransport, transport).write(b"answered")
+        transport.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux socket filter")
+def test_a_server_stopping_for_good_answers_every_connection_made_and_refuses_the_rest() -> None:
+    async def stop() -> tuple[socket.socket, socket.socket]:
+        loop = asyncio.get_running_loop()
+        listening = lifecycle.bind("127.0.0.1", 0)
+        address = listening.getsockname()
+        server = await loop.create_server(_Answer, sock=listening)
+        made = socket.create_connection(address, timeout=30)  # not accepted yet
+        stopping = loop.create_task(lifecycle.stop_listening(server, listening, refuse=True))
+        await asyncio.sleep(0)  # it has refused handshakes, and settles
+        late = socket.socket()
+        late.setblocking(False)
+        assert late.connect_ex(address) == errno.EINPROGRESS
+        for accepted in await stopping:
+            await loop.connect_accepted_socket(_Answer, sock=accepted)
+        return made, late
+
+    loop = lifecycle.new_event_loop()
+    try:
+        made, late = loop.run_until_complete(stop())
+    finally:
+        loop.close()
+    with made, late:
+        assert made.recv(64) == b"answered"
+        select.select([], [late], [], 30)
+        assert late.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED

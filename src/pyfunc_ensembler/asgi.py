@@ -30,7 +30,7 @@ from pyfunc_ensembler.errors import (
     UnsupportedEncoding,
 )
 from pyfunc_ensembler.http11 import LINGER_TIME, LINGER_TIMEOUT
-from pyfunc_ensembler.lifecycle import DRAIN_IDLE_SECONDS, close_listening, force_exit, take_held
+from pyfunc_ensembler.lifecycle import DRAIN_IDLE_SECONDS, force_exit, stop_listening, take_held
 from pyfunc_ensembler.settings import Settings
 
 logger = logging.getLogger("pyfunc_ensembler.asgi")
@@ -191,7 +191,10 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
         timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=settings.graceful_timeout,
     )
-    _graceful_server(config, core, sock, drain, settings.graceful_timeout).run(sockets=[sock])
+    alone = settings.workers <= 1
+    _graceful_server(config, core, sock, drain, settings.graceful_timeout, alone).run(
+        sockets=[sock]
+    )
 
 
 class _Drain:
@@ -404,10 +407,11 @@ def _keep_http10_alive(cycle: Any) -> None:
 
 
 def _graceful_server(
-    config: Any, core: Core, sock: socket.socket, drain: _Drain, grace: float
+    config: Any, core: Core, sock: socket.socket, drain: _Drain, grace: float, alone: bool
 ) -> Any:
     """uvicorn's server, telling the core when a shutdown begins and draining as the
-    native front end does (`native.shut_down`); a second signal forces the exit."""
+    native front end does (`native.shut_down`); a second signal forces the exit.
+    `alone`: no other process serves `sock` (see `stop_listening`)."""
     import uvicorn
 
     class Server(uvicorn.Server):  # type: ignore[misc]
@@ -432,8 +436,11 @@ def _graceful_server(
             connections are closed only once they have stayed idle (`_protocol`)."""
             loop = asyncio.get_running_loop()
             (listener,) = self.servers
-            queued = close_listening(listener, sock)
             drain.begin(loop.time() + min(grace, DRAIN_IDLE_SECONDS))
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
+            # Connections accepted from now on see `drain` when they are made.
+            queued = await stop_listening(listener, sock, refuse=alone)
             protocol_class: Any = self.config.http_protocol_class
             protocol = functools.partial(
                 protocol_class,
@@ -443,8 +450,6 @@ def _graceful_server(
             )
             for accepted in queued:
                 await loop.connect_accepted_socket(protocol, sock=accepted)
-            for connection in list(self.server_state.connections):
-                connection.shutdown()
             try:
                 await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=grace)
             except asyncio.TimeoutError:

@@ -50,16 +50,79 @@ def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
 # How long a graceful shutdown keeps an idle keep-alive connection open for a request
 # the client may be sending on it; at most the graceful timeout.
 DRAIN_IDLE_SECONDS = 1.0
+# How long a stopping server keeps accepting once new handshakes are refused, so that
+# those already under way (a round trip: microseconds on loopback, milliseconds within a
+# cluster) complete and are accepted instead of being reset when the socket closes.
+SETTLE_SECONDS = 0.1
+
+_SO_ATTACH_FILTER = 26  # from <asm-generic/socket.h>
 
 
-def close_listening(server: asyncio.AbstractServer, sock: socket.socket) -> list[socket.socket]:
-    """Stop accepting on `sock` (which `server` listens on) without resetting the
-    connections the kernel has queued: they are accepted and returned, to be answered.
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
 
-    Closing a listening socket resets every connection still in its accept queue, and
-    a client may have written its request to one of those already. The queue is
-    emptied from a copy of the socket, between `server` closing its own and the copy's
-    close, with nothing in between that could let the event loop run.
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+# A classic BPF socket filter that drops a TCP segment with SYN set and ACK not (a new
+# handshake) and keeps every other. On a listening socket the kernel runs it with the
+# packet starting at the TCP header, whose byte 13 holds the flags (RFC 9293 §3.1).
+_DROP_SYN = (
+    (0x30, 0, 0, 13),  # ldb [13]: the TCP flags
+    (0x54, 0, 0, 0x12),  # and #SYN|ACK
+    (0x15, 0, 1, 0x02),  # jeq #SYN: the next (drop), else the one after (keep)
+    (0x06, 0, 0, 0),  # ret #0: drop
+    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep it all
+)
+
+
+def refuse_handshakes(sock: socket.socket) -> None:
+    """Make the kernel drop new connection attempts on the listening `sock` (Linux only),
+    while handshakes already under way complete and queue as before.
+
+    For a server that stops for good: closing a listening socket resets every connection
+    that completed its handshake since the last accept, and a client may have written its
+    request to one already. A dropped SYN never reached us: the client sends it again a
+    second later, and then finds the restarted server or a refusal. The filter is on the
+    socket, not on this copy of it: every process sharing the socket is affected.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    instructions = (_SockFilter * len(_DROP_SYN))(*(_SockFilter(*i) for i in _DROP_SYN))
+    program = _SockFprog(len(_DROP_SYN), instructions)
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(program))
+
+
+async def stop_listening(
+    server: asyncio.AbstractServer, sock: socket.socket, refuse: bool
+) -> list[socket.socket]:
+    """Stop accepting on `sock` (which `server` listens on) without resetting a
+    connection a client has made: those the kernel has queued are returned, to be answered.
+
+    `refuse`: this process stops the server for good (it is the only one on `sock`),
+    so new handshakes are refused first (`refuse_handshakes`; a supervisor does it
+    before it stops its workers). Then `server` keeps accepting for `SETTLE_SECONDS`,
+    so that the handshakes under way complete, and what is queued after is accepted
+    here. A worker replaced on SIGHUP does not refuse: the others keep accepting.
+    """
+    if refuse:
+        refuse_handshakes(sock)
+    await asyncio.sleep(SETTLE_SECONDS)
+    return _close_listening(server, sock)
+
+
+def _close_listening(server: asyncio.AbstractServer, sock: socket.socket) -> list[socket.socket]:
+    """Close `server`, which listens on `sock`, and accept what the kernel has queued.
+
+    The queue is emptied from a copy of the socket, between `server` closing its own and
+    the copy's close, with nothing in between that could let the event loop run.
     """
     held = sock.dup()
     server.close()

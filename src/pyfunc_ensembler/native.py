@@ -20,9 +20,9 @@ from pyfunc_ensembler.http11 import Connection, Limits, ServerState
 from pyfunc_ensembler.lifecycle import (
     BACKLOG,
     DRAIN_IDLE_SECONDS,
-    close_listening,
     new_event_loop,
     on_signals,
+    stop_listening,
 )
 from pyfunc_ensembler.settings import Settings
 
@@ -56,26 +56,31 @@ async def _serve(sock: socket.socket, core: Core, settings: Settings) -> None:
     restore = on_signals(lambda: loop.call_soon_threadsafe(stop.set))
     try:
         await stop.wait()
-        await shut_down(listener, sock, state, settings.graceful_timeout)
+        alone = settings.workers <= 1
+        await shut_down(listener, sock, state, settings.graceful_timeout, alone)
     finally:
         clock.cancel()
         restore()
 
 
 async def shut_down(
-    listener: asyncio.AbstractServer, sock: socket.socket, state: ServerState, grace: float
+    listener: asyncio.AbstractServer,
+    sock: socket.socket,
+    state: ServerState,
+    grace: float,
+    alone: bool,
 ) -> None:
     """Stop accepting (answering what the accept queue holds), answer every request
-    already sent with ``Connection: close``, and give the busy ones `grace` seconds."""
+    already sent with ``Connection: close``, and give the busy ones `grace` seconds.
+    `alone`: no other process serves `sock` (see `stop_listening`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
-    queued = close_listening(listener, sock)
     state.core.drain()
     idle = min(grace, DRAIN_IDLE_SECONDS)
     state.drain(idle)
-    for accepted in queued:
-        await loop.connect_accepted_socket(lambda: Connection(state), sock=accepted)
     loop.call_later(idle + 0.05, state.tick)  # closes idle connections then, not a tick later
+    for accepted in await stop_listening(listener, sock, refuse=alone):
+        await loop.connect_accepted_socket(lambda: Connection(state), sock=accepted)
     # Connections close themselves after their answer; poll rather than hook into each.
     while state.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)

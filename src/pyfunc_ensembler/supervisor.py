@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from pyfunc_ensembler.lifecycle import describe_exit, die_with_parent
+from pyfunc_ensembler.lifecycle import describe_exit, die_with_parent, refuse_handshakes
 
 logger = logging.getLogger("pyfunc_ensembler.supervisor")
 
@@ -208,8 +208,11 @@ class Supervisor:
             return
         self.stopping = True
         logger.info("stopping %d workers", len(self.children))
-        # The workers stop accepting; closing this copy too makes new connections be
-        # refused at once instead of waiting in the backlog for no one.
+        # No new connection for workers about to stop (the kernel drops its SYN: the
+        # client tries again, and finds the restarted server or a refusal), so that none
+        # is reset when the last of them closes the socket. Not on SIGHUP: new workers
+        # keep accepting on this socket then. This copy is not needed any more.
+        refuse_handshakes(self.sock)
         self.sock.close()
         self._signal_children(signal.SIGTERM)
 
