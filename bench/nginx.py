@@ -3,7 +3,8 @@
 Configured as an ingress would be: HTTP/1.1 to the upstream over a pool of kept-alive
 connections (``keepalive``, ``proxy_set_header Connection ""``), access log off, one
 worker process pinned beside the load generator. Everything it writes (pid, logs,
-temporary bodies) stays in its own directory.
+temporary bodies) stays in its own directory. The reliability tests' nginx
+(tests/reliability/proxies.py) is written by the same `command`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 from bench import load, procstats, servers
 
 CONFIG = """\
-worker_processes 1;
 daemon off;
+master_process {master_process};
+worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 8192; }}
@@ -25,9 +27,12 @@ http {{
     access_log off;
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
     upstream ensembler {{
-        server 127.0.0.1:{upstream};
-        keepalive 256;
+        server 127.0.0.1:{upstream}{max_fails};
+        keepalive {keepalive};
     }}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -50,16 +55,48 @@ def ensure() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+def command(
+    binary: str,
+    root: Path,
+    upstream: int,
+    port: int,
+    *,
+    keepalive: int = 256,
+    master_process: bool = True,
+    max_fails: int | None = None,
+) -> list[str]:
+    """Write ``root/nginx.conf`` for one nginx on `port` in front of `upstream`; the
+    command that runs it in the foreground, logging to ``root/error.log``.
+
+    Every path nginx writes to is under `root`, temporary files of modules the proxy
+    never uses included: nginx checks them all at start, and their compiled-in place
+    (/var/lib/nginx) need not exist. `master_process` off leaves one process, the one
+    started, so that a test that kills it leaves no orphaned worker; ``max_fails=0``
+    never marks the upstream down, so that a refused connection (a restart) stays a
+    refusal and does not turn into "no live upstreams".
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "nginx.conf"
+    config.write_text(
+        CONFIG.format(
+            root=root,
+            upstream=upstream,
+            port=port,
+            keepalive=keepalive,
+            master_process="on" if master_process else "off",
+            max_fails="" if max_fails is None else f" max_fails={max_fails}",
+        )
+    )
+    return [binary, "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
+
+
 class Proxy:
     """One nginx in front of `upstream`, listening on a free port of its own."""
 
     def __init__(self, upstream: int, root: Path, cpus: str | None) -> None:
         self.port = servers.free_port()
-        root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        config = root / "nginx.conf"
-        config.write_text(CONFIG.format(root=root, upstream=upstream, port=self.port))
-        argv = [ensure(), "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
+        argv = command(ensure(), root, upstream, self.port)
         if cpus is not None:
             argv = ["taskset", "-c", cpus, *argv]
         self.process = subprocess.Popen(argv, stderr=subprocess.PIPE)

@@ -16,39 +16,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench import nginx
 from tests.helpers import free_port
 
 PROXIES = ["nginx", "haproxy"]
-
-_NGINX = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log error;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    upstream ensembler {{
-        # Never marked down: a refused connection must not turn into "no live upstreams".
-        server 127.0.0.1:{upstream} max_fails=0;
-        keepalive 32;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://ensembler;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
 
 _HAPROXY = """\
 global
@@ -82,15 +53,23 @@ class Proxy:
         self.port = free_port()
         self.dir = directory
         self.log = directory / ("error.log" if kind == "nginx" else "haproxy.log")
-        template = _NGINX if kind == "nginx" else _HAPROXY
-        config = directory / f"{kind}.conf"
-        config.write_text(template.format(dir=directory, port=self.port, upstream=upstream))
         binary = shutil.which(kind) or shutil.which(kind, path="/usr/sbin:/sbin")
         if binary is None:
             raise RuntimeError(f"{kind} is missing: apt-get install {kind}")
         if kind == "nginx":
-            command = [binary, "-p", str(directory), "-c", str(config), "-e", str(self.log)]
+            # One process, and a server never marked down (bench/nginx.py says why).
+            command = nginx.command(
+                binary,
+                directory,
+                upstream,
+                self.port,
+                keepalive=32,
+                master_process=False,
+                max_fails=0,
+            )
         else:
+            config = directory / "haproxy.conf"
+            config.write_text(_HAPROXY.format(port=self.port, upstream=upstream))
             command = [binary, "-f", str(config), "-db"]
         self._output = self.log.open("ab") if kind == "haproxy" else subprocess.DEVNULL
         self.process = subprocess.Popen(command, stdout=self._output, stderr=subprocess.STDOUT)
