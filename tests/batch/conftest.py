@@ -55,39 +55,36 @@ def spark_session():  # type: ignore[no-untyped-def]
     session.stop()
 
 
-@pytest.fixture(scope="session")
-def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gcp-storage-emulator on loopback, for the whole run."""
+# Each object store's emulator (tests/batch/emulators.py) by the scheme of its URIs.
+STORES = {"gs": emulators.gcs, "s3": emulators.s3}
+
+
+@pytest.fixture(scope="session", params=sorted(STORES))
+def store_endpoint(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """An object store on loopback (gcp-storage-emulator, moto in server mode), kept
+    while tests use it: its scheme and its URL."""
+    scheme = request.param
     port = free_port()
-    server = emulators.gcs(port, tmp_path_factory.mktemp("gcs")).start()
-    yield f"http://127.0.0.1:{port}"
+    server = STORES[scheme](port, tmp_path_factory.mktemp(scheme)).start()
+    yield scheme, f"http://127.0.0.1:{port}"
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto in server mode on loopback, for the whole run."""
-    port = free_port()
-    server = emulators.s3(port, tmp_path_factory.mktemp("s3")).start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(params=["gs", "s3"])
-def bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture
+def bucket(store_endpoint: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh bucket in one of the object stores, as a URI prefix (``gs://name``)."""
     import pyarrow.fs as pafs
 
-    scheme = request.param
+    scheme, endpoint = store_endpoint
     name = f"bucket-{uuid.uuid4().hex[:12]}"
     if scheme == "gs":
-        endpoint = request.getfixturevalue("gcs_endpoint")
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
         pafs.GcsFileSystem(
             anonymous=True, endpoint_override=endpoint[7:], scheme="http", project_id="test"
         ).create_dir(name)
     else:
-        endpoint = request.getfixturevalue("s3_endpoint")
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
