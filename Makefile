@@ -56,7 +56,8 @@ unit: install
 
 # Build the images with buildah and run them with podman (tests/images/, docs/images.md):
 # root, and buildah, podman, runc and debootstrap (`.ci/run` installs them). The stand-in
-# for python:3.11-slim is made once and kept in podman's storage.
+# for python:3.11-slim is made once and kept in podman's storage; what else a run builds
+# is tagged for it alone and removed when it ends.
 images: install
 	CONTAINERS_CONF=$(CURDIR)/tests/images/containers.conf $(PY) -m pytest -m images tests/images
 

@@ -76,7 +76,7 @@ def build_ours(base: engine.Build | None) -> tuple[str, float, float | None]:
     if base is None:
         base = engine.build(engine.BASE_IMAGE, engine.DOCKER / "Dockerfile", ROOT)
     args = {"BASE_IMAGE": engine.BASE_IMAGE}
-    tag = "localhost/bench/ours-weighted-legacy"
+    tag = engine.tag("localhost/bench/ours-weighted-legacy")
     app = engine.build(tag, engine.DOCKER / "app.Dockerfile", FIXTURES / "weighted_legacy", args)
     return tag, base.seconds + app.seconds, app.seconds
 
@@ -86,7 +86,7 @@ def build_turings(work: Path) -> tuple[str, float, float | None]:
     context.mkdir()
     shutil.copy(ROOT / "bench" / "reference.sh", context)
     shutil.copytree(FIXTURES / "weighted_legacy", context / "model")
-    tag = "localhost/bench/turing-weighted-legacy"
+    tag = engine.tag("localhost/bench/turing-weighted-legacy")
     built = engine.build(tag, ROOT / "bench" / "turing-image.Dockerfile", context)
     return tag, built.seconds, None
 
@@ -129,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="starts and stops per image")
     parser.add_argument("--out", type=Path, help="also write the measurements as JSON here")
     args = parser.parse_args(argv)
-    results = measure(args.runs)
+    try:
+        results = measure(args.runs)
+    finally:
+        engine.remove_built()  # the measured images: nothing needs them afterwards
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload: list[dict[str, Any]] = [dataclasses.asdict(m) for m in results]

@@ -32,6 +32,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(1800))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def removed_at_the_end() -> Iterator[None]:
+    """What the run built is removed when it ends, whether its tests passed or not."""
+    try:
+        yield
+    finally:
+        engine.remove_built()
+
+
 @pytest.fixture(scope="session")
 def standin() -> str:
     missing = [name for name in TOOLS if shutil.which(name) is None]
@@ -48,27 +57,28 @@ def base_image(standin: str) -> engine.Build:
 
 
 def app_build(
-    tag: str, context: Path, build_args: dict[str, str] | None = None, **options: bool
+    name: str, context: Path, build_args: dict[str, str] | None = None, **options: bool
 ) -> engine.Build:
-    """docker/app.Dockerfile on our base image."""
+    """docker/app.Dockerfile on our base image, as ``localhost/ensembler-test/<name>``."""
     args = {"BASE_IMAGE": engine.BASE_IMAGE, **(build_args or {})}
+    tag = engine.tag(f"localhost/ensembler-test/{name}")
     return engine.build(tag, engine.DOCKER / "app.Dockerfile", context, args, **options)
 
 
 @pytest.fixture(scope="session")
 def example_image(base_image: engine.Build, example_model: Path) -> engine.Build:
-    return app_build("localhost/ensembler-test/example", example_model)
+    return app_build("example", example_model)
 
 
 @pytest.fixture(scope="session")
 def turing_fixture_image(base_image: engine.Build, fixtures_dir: Path) -> engine.Build:
-    return app_build("localhost/ensembler-test/weighted-legacy", fixtures_dir / "weighted_legacy")
+    return app_build("weighted-legacy", fixtures_dir / "weighted_legacy")
 
 
 @pytest.fixture(scope="session")
 def slow_image(base_image: engine.Build, test_models: dict[str, Path]) -> engine.Build:
     """The "faulty" test ensembler, which sleeps when asked: for the SIGTERM test."""
-    return app_build("localhost/ensembler-test/faulty", test_models["faulty"])
+    return app_build("faulty", test_models["faulty"])
 
 
 @pytest.fixture

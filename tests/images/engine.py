@@ -5,6 +5,10 @@ Every command gets ``CONTAINERS_CONF`` pointing at this directory's containers.c
 (OCI drops ``HEALTHCHECK``) and see the host's CA bundle, read-only and only while a
 ``RUN`` runs, so that pip reaches PyPI through the host's TLS-inspecting egress;
 nothing of it stays in the image (test_images.py checks).
+
+Every tag a run builds ends in a suffix of its own (`RUN`), so that two runs on one
+machine never build over each other's images, and `remove_built` removes them when the
+run ends; only the stand-in base (`STANDIN`) is shared, and kept.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from tests.helpers import ROOT, Server, free_port
 HERE = Path(__file__).resolve().parent
 CONTAINERS_CONF = HERE / "containers.conf"
 STANDIN = "localhost/python:3.11-slim"
-BASE_IMAGE = f"localhost/pyfunc-ensembler:{__version__}-py3.11"
+RUN = uuid.uuid4().hex[:8]
+BASE_IMAGE = f"localhost/pyfunc-ensembler:{__version__}-py3.11-{RUN}"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DOCKER = ROOT / "docker"
 
@@ -46,6 +51,26 @@ def tool(
             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
     return result
+
+
+def tag(repository: str) -> str:
+    """`repository` (``localhost/x/y``) tagged for this run alone."""
+    return f"{repository}:{RUN}"
+
+
+# What this process has built (or tried to), for `remove_built`.
+_built: set[str] = set()
+
+
+def remove_built() -> None:
+    """Remove the images this run built (with any container left on them), then the
+    dangling images (``podman image prune``): those of older runs, which reused one tag
+    and left each previous image untagged. A build in progress elsewhere keeps what it
+    uses (prune skips images that containers, a build's included, stand on)."""
+    if _built:
+        tool("podman", "rmi", "--force", "--ignore", *sorted(_built))
+        _built.clear()
+    tool("podman", "image", "prune", "--force")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +104,7 @@ def build(
         args += ["--build-arg", f"{name}={value}"]
     if host_network:
         args += ["--network", "host"]
+    _built.add(tag)
     started = time.monotonic()
     result = tool(*args, context, check=check)
     return Build(tag, time.monotonic() - started, result)

@@ -111,7 +111,7 @@ def test_a_models_uri_is_downloaded_at_build_time_and_served_as_10001(
     empty = tmp_path / "context"
     empty.mkdir()
     build_args = {"MODEL_URI": registered_example, "MLFLOW_TRACKING_URI": mlflow_server}
-    built = app_build("localhost/ensembler-test/registered", empty, build_args, host_network=True)
+    built = app_build("registered", empty, build_args, host_network=True)
     one = started(container, built.tag)
     request = json.loads(EXAMPLE_REQUEST.read_text())
     answer = one.post_json(request, {"Turing-Req-Id": "image-2"})
@@ -128,7 +128,7 @@ def test_a_model_the_server_cannot_read_fails_the_build(
     for path in private.rglob("*"):
         if path.is_file():
             path.chmod(0o600)
-    built = app_build("localhost/ensembler-test/private", private, check=False)
+    built = app_build("private", private, check=False)
     assert not built.ok
     assert "Permission denied" in built.output
 
@@ -168,7 +168,7 @@ def test_turings_image_builder_args_build_an_image_that_serves_on_knatives_port(
     with object_store(kind, tmp_path) as store:
         turing = turing_layout(store, fixtures_dir / "weighted_legacy", run_id="0f1e2d")
         args = {"BASE_IMAGE": engine.BASE_IMAGE, **turing.build_args}
-        tag = f"localhost/ensembler-test/turing-{kind}"
+        tag = engine.tag(f"localhost/ensembler-test/turing-{kind}")
         engine.build(tag, engine.DOCKER / "turing.Dockerfile", ROOT, args, host_network=True)
     # Run as Knative runs it: no arguments, PORT set, no probes.
     one = started(container, tag, "-e", "PORT=8080", container_port=8080)
