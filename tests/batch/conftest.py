@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,21 +56,34 @@ def spark_session():  # type: ignore[no-untyped-def]
     session.stop()
 
 
-# Each object store's emulator (tests/batch/emulators.py) by the scheme of its URIs.
-STORES = {"gs": emulators.gcs, "s3": emulators.s3}
+# Each object store's emulator (tests/batch/emulators.py) by the scheme of its URIs;
+# moto records what it is asked (the tests read it back: `Emulator.requests`).
+STORES = {"gs": emulators.gcs, "s3": functools.partial(emulators.s3, record=True)}
 
 
 @pytest.fixture(scope="session", params=sorted(STORES))
-def store_endpoint(
+def store_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[tuple[str, emulators.Emulator]]:
     """An object store on loopback (gcp-storage-emulator, moto in server mode), kept
-    while tests use it: its scheme and its URL."""
+    while tests use it: its scheme and its server."""
     scheme = request.param
-    port = free_port()
-    server = STORES[scheme](port, tmp_path_factory.mktemp(scheme)).start()
-    yield scheme, f"http://127.0.0.1:{port}"
+    server = STORES[scheme](free_port(), tmp_path_factory.mktemp(scheme)).start()
+    yield scheme, server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def store_endpoint(store_server: tuple[str, emulators.Emulator]) -> tuple[str, str]:
+    """The object store's scheme and its URL."""
+    scheme, server = store_server
+    return scheme, f"http://127.0.0.1:{server.ports[0]}"
+
+
+@pytest.fixture
+def store(store_server: tuple[str, emulators.Emulator]) -> emulators.Emulator:
+    """The server holding `bucket`: what it was asked is in its `requests`."""
+    return store_server[1]
 
 
 @pytest.fixture

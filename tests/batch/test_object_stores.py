@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 from pyfunc_ensembler.batch import run, short_job, storage
 from pyfunc_ensembler.errors import BatchError, EnsembleFailed
+from tests.batch.emulators import Emulator
 from tests.batch.test_local import job
 
 
@@ -105,3 +108,65 @@ def test_missing_objects_are_named(bucket: str, pick_model: str) -> None:
         run(short_job(pick_model, f"{bucket}/absent.parquet", f"{bucket}/o"))
     with pytest.raises(BatchError, match="no file matches"):
         run(short_job(pick_model, f"{bucket}/absent/*.parquet", f"{bucket}/o"))
+
+
+def test_the_output_is_put_in_place_by_copies_inside_the_store(
+    bucket: str, store: Emulator, pick_model: str
+) -> None:
+    from tests.batch.tables import typed_table
+
+    put(f"{bucket}/in.parquet", parquet_bytes(typed_table("long")))
+    for out, mode in [("scores", "errorifexists"), ("scores", "append"), ("scores", "overwrite")]:
+        run(short_job(pick_model, f"{bucket}/in.parquet", f"{bucket}/{out}", save_mode=mode))
+    for mode in ("errorifexists", "overwrite"):
+        run(short_job(pick_model, f"{bucket}/in.parquet", f"{bucket}/one.parquet", save_mode=mode))
+    name = bucket.partition("://")[2]
+    asked = store.requests()
+    final = [r for r in asked if r.key.startswith((f"{name}/scores/", f"{name}/one.parquet"))]
+    # Directory markers aside (empty objects named `dir/`, which pyarrow's S3 keeps),
+    # one copy per output file, each from the staged file beside the sink; none uploaded.
+    written = [r for r in final if r.action in ("upload", "copy") and not r.key.endswith("/")]
+    assert [r.action for r in written] == ["copy"] * 5
+    assert all(r.source and r.source.startswith(f"{name}/.") for r in written)
+    # And nothing staged was fetched back.
+    assert not [r for r in asked if r.key.startswith(f"{name}/.") and r.action == "read"]
+    assert len(listing(f"{bucket}/scores")) == 1
+    assert not [n for n in listing(bucket) if n.startswith(".")]
+
+
+class FailingCopies:
+    """A store's file system whose copies fail after the first `good` ones."""
+
+    def __init__(self, fs: pafs.FileSystem, good: int) -> None:
+        self.fs, self.good = fs, good
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fs, name)
+
+    def copy_file(self, source: str, target: str) -> None:
+        if self.good == 0:
+            raise OSError("the store refused the copy")
+        self.good -= 1
+        self.fs.copy_file(source, target)
+
+
+def test_a_failed_copy_leaves_the_sink_as_it_was(bucket: str) -> None:
+    fs, root = storage.locate(bucket)
+    for old in ("part-a", "part-b"):
+        put(f"{bucket}/out/{old}", old.encode())
+    for new in ("part-x", "part-y", "part-z"):
+        put(f"{bucket}/.out.tmp/{new}", new.encode())
+    failing: Any = FailingCopies(fs, good=2)
+    for publish in (storage.replace, storage.add):
+        with pytest.raises(OSError, match="refused"):
+            publish(failing, f"{root}/.out.tmp", f"{root}/out")
+        assert listing(f"{bucket}/out") == ["part-a", "part-b"]  # the two copies made deleted
+        assert listing(f"{bucket}/.out.tmp") == ["part-x", "part-y", "part-z"]
+        failing.good = 2
+    storage.add(fs, f"{root}/.out.tmp", f"{root}/out")
+    assert listing(f"{bucket}/out") == ["part-a", "part-b", "part-x", "part-y", "part-z"]
+    for new in ("part-1", "part-2"):
+        put(f"{bucket}/.out.tmp/{new}", new.encode())
+    storage.replace(fs, f"{root}/.out.tmp", f"{root}/out")
+    assert listing(f"{bucket}/out") == ["part-1", "part-2"]
+    assert listing(bucket) == ["out/part-1", "out/part-2"]

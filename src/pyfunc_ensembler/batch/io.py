@@ -10,7 +10,7 @@
 - A sink path with the format's extension (``out.parquet``) is one file; any other
   path is a directory of ``part-*`` files, as Spark writes; local, ``gs://`` or
   ``s3://``. Output is written to a hidden temporary name beside the sink first and
-  moved into place only when the job succeeds.
+  put in place only when the job succeeds (`storage.replace`, `storage.add`).
 """
 
 from __future__ import annotations
@@ -229,14 +229,15 @@ class Output:
         self._writer.close()
         self._writer = None
         found = storage.kind(self.fs, self.path)
-        if self.sink.save_mode is SaveMode.APPEND and found is pafs.FileType.Directory:
-            for part in storage.files_under(self.fs, self._staging):
-                self.fs.move(part, self.path + part[len(self._staging) :])
-            storage.remove_tree(self.fs, self._staging)
-            return
-        storage.remove_tree(self.fs, self.path)
-        self.fs.create_dir(self._parent, recursive=True)
-        storage.move_tree(self.fs, self._staging, self.path)
+        try:
+            if self.sink.save_mode is SaveMode.APPEND and found is pafs.FileType.Directory:
+                storage.add(self.fs, self._staging, self.path)
+            else:
+                storage.replace(self.fs, self._staging, self.path)
+        except OSError as exc:
+            raise BatchError(
+                f"cannot put the output in place at '{self.sink.path}' (it is as it was): {exc}"
+            ) from exc
 
     def abort(self) -> None:
         """Remove what was written: a failed job leaves the sink as it was."""

@@ -9,15 +9,33 @@
   the region.
 - anything else is a local path (``file://`` is stripped).
 
-Object stores have no directories and no atomic rename: `move_tree` and `remove_tree`
-work file by file, so "moved into place at the end" is a few copies on them, not one
-rename (a crash in the middle of a commit can leave part of the output; a failed job
-still leaves the sink as it was, since nothing is moved before the job succeeded).
+Output is staged under a hidden name beside the sink and put in place at the end
+(`replace`, `add`), as cheaply and safely as each store allows:
+
+- a local disk renames: a file over a file with one ``rename`` (atomic); a directory
+  over anything by exchanging the two names atomically (Linux's ``renameat2`` with
+  ``RENAME_EXCHANGE``), else by renaming the old aside, the new in, and the old back
+  should that fail; the old is deleted after. Appended part files are renamed in.
+- object stores have no rename, and no directories: each staged object is copied to
+  its final name *inside the store* (S3 ``CopyObject``, GCS ``rewrite``: nothing is
+  downloaded or uploaded again), all of them before anything is deleted; if a copy
+  fails, the copies made are deleted and the sink is as it was. Only then are the old
+  objects of a replaced sink deleted, and the staged ones. A copy over an existing
+  object replaces it atomically, so a single-file sink is never missing; a replaced
+  directory briefly holds old and new part files together, never neither. S3 copies
+  at most 5 GB in one ``CopyObject``: a larger single file cannot be put in place
+  there (the job fails, the sink as it was).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import logging
 import os
+import uuid
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
@@ -25,6 +43,7 @@ import pyarrow.fs as pafs
 from pyfunc_ensembler.errors import BatchError
 
 SCHEMES = ("gs", "s3")
+logger = logging.getLogger("pyfunc_ensembler.batch")
 
 
 def is_remote(location: str) -> bool:
@@ -102,11 +121,133 @@ def remove_tree(fs: pafs.FileSystem, path: str) -> None:
             fs.delete_dir(path)
 
 
-def move_tree(fs: pafs.FileSystem, source: str, target: str) -> None:
-    """Move the file or directory `source` to `target` (which must not exist)."""
-    if isinstance(fs, pafs.LocalFileSystem) or kind(fs, source) is pafs.FileType.File:
-        fs.move(source, target)
+def replace(fs: pafs.FileSystem, staged: str, target: str) -> None:
+    """Put the file or directory `staged` at `target`, in place of whatever is there."""
+    parent = target.rpartition("/")[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        _replace_locally(staged, target)
         return
-    for file in files_under(fs, source):
-        fs.move(file, target + file[len(source) :])
-    remove_tree(fs, source)
+    old = _objects(fs, target)
+    if kind(fs, staged) is pafs.FileType.File:
+        pairs = [(staged, target)]
+    else:
+        pairs = [(f, target + f[len(staged) :]) for f in files_under(fs, staged)]
+    _copy(fs, pairs, set(old))
+    new = {copy for _, copy in pairs}
+    try:
+        for file in old:
+            if file not in new:
+                fs.delete_file(file)
+    except OSError as exc:
+        raise BatchError(
+            f"the new output is in place at '{target}', but some of the old could not be "
+            f"removed, so both are there: {exc}"
+        ) from exc
+    _discard(fs, staged)
+
+
+def add(fs: pafs.FileSystem, staged: str, target: str) -> None:
+    """Put the files of the directory `staged` into the directory `target`, beside its own."""
+    pairs = [(f, target + f[len(staged) :]) for f in files_under(fs, staged)]
+    if isinstance(fs, pafs.LocalFileSystem):
+        _rename_all(pairs)
+    else:
+        _copy(fs, pairs, set(files_under(fs, target)))
+    _discard(fs, staged)
+
+
+def _objects(fs: pafs.FileSystem, path: str) -> list[str]:
+    """The object `path` and the objects under ``path/``: what a sink there consists of."""
+    found = [path] if kind(fs, path) is pafs.FileType.File else []
+    return found + files_under(fs, path)
+
+
+def _copy(fs: pafs.FileSystem, pairs: Sequence[tuple[str, str]], existing: set[str]) -> None:
+    """Copy each ``(source, target)`` inside the store; on a failure, delete the new copies.
+
+    `existing`: the targets there before, which a failure must not delete.
+    """
+    done: list[str] = []
+    try:
+        for source, target in pairs:
+            fs.copy_file(source, target)  # S3 CopyObject, GCS rewrite: server side
+            done.append(target)
+    except BaseException:
+        for target in done:
+            if target not in existing:
+                with contextlib.suppress(OSError):
+                    fs.delete_file(target)
+        raise
+
+
+def _rename_all(pairs: Sequence[tuple[str, str]]) -> None:
+    """Rename each ``(source, target)``; on a failure, rename the moved ones back."""
+    done: list[tuple[str, str]] = []
+    try:
+        for source, target in pairs:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.rename(source, target)
+            done.append((source, target))
+    except BaseException:
+        for source, target in reversed(done):
+            with contextlib.suppress(OSError):
+                os.rename(target, source)
+        raise
+
+
+def _replace_locally(staged: str, target: str) -> None:
+    if not os.path.lexists(target):
+        os.rename(staged, target)
+        return
+    if not os.path.isdir(staged) and not os.path.isdir(target):
+        os.replace(staged, target)  # atomic
+        return
+    try:
+        exchange(staged, target)  # atomic: `staged` now names the old output
+    except OSError:
+        parent, _, name = target.rpartition("/")
+        aside = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.old"  # hidden, as the staging is
+        os.rename(target, aside)
+        try:
+            os.rename(staged, target)
+        except BaseException:
+            os.rename(aside, target)
+            raise
+        staged = aside
+    _discard(pafs.LocalFileSystem(), staged)
+
+
+def _renameat2() -> Callable[..., int] | None:
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not Linux, or a C library without it
+        return None
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(first: str, second: str) -> None:
+    """Swap what the paths `first` and `second` name, atomically (Linux ``renameat2``).
+
+    Raises `OSError` where it cannot (another system, a file system without it).
+    """
+    if _RENAMEAT2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    paths = (os.fsencode(first), os.fsencode(second))
+    if _RENAMEAT2(_AT_FDCWD, paths[0], _AT_FDCWD, paths[1], _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), first)
+
+
+def _discard(fs: pafs.FileSystem, path: str) -> None:
+    """Remove what is left at `path` once the output is in place; a failure only warns."""
+    try:
+        remove_tree(fs, path)
+    except OSError as exc:
+        logger.warning("the output is in place, but %s could not be removed: %s", path, exc)
