@@ -17,7 +17,7 @@ from typing import TextIO
 import pyarrow as pa
 
 from pyfunc_ensembler.batch.apply import Applied, TableEnsembler
-from pyfunc_ensembler.batch.io import Destination, Files, Output, Predictions, Source, join
+from pyfunc_ensembler.batch.io import Destination, Output, Predictions, Source, join, open_files
 from pyfunc_ensembler.batch.job import BIGQUERY, Dataset, Job, Sink
 from pyfunc_ensembler.batch.parallel import Workers, default_processes
 from pyfunc_ensembler.batch.progress import Progress
@@ -126,7 +126,7 @@ def open_source(spec: Dataset, needed: Sequence[str] = ()) -> Source:
         from pyfunc_ensembler.batch.bigquery import BigQueryTable
 
         return BigQueryTable(spec, needed)
-    return Files(spec)
+    return open_files(spec)
 
 
 def open_destination(sink: Sink) -> Destination:

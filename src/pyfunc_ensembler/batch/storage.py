@@ -99,10 +99,11 @@ def holds_data(fs: pafs.FileSystem, path: str) -> bool:
     found = kind(fs, path)
     if found is pafs.FileType.File:
         return True
-    return any(not _hidden(f[len(path) :]) for f in files_under(fs, path))
+    return any(not hidden(f[len(path) :]) for f in files_under(fs, path))
 
 
-def _hidden(relative: str) -> bool:
+def hidden(relative: str) -> bool:
+    """Whether readers skip this path below a dataset's directory (``_SUCCESS``, ``.x``)."""
     return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
