@@ -17,7 +17,7 @@ real time gives (an ensembler may keep or change its arguments).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -41,13 +41,16 @@ def ensemble_rows(
     target = getattr(call, "target", call)
     names = tuple(k[len(PREDICTION_COLUMN_PREFIX) :] for k in routes)
     loop = _row_loop(tuple(inputs), names, arguments)
-    answers: list[Any] = []
+    rows: Iterator[Any] = (
+        zip(*(columns[k] for k in (*inputs, *routes)), strict=True)
+        if columns
+        else repeat(None, n_rows)
+    )
     try:
-        loop(target, answers.append, Headers(), n_rows, *(columns[k] for k in (*inputs, *routes)))
+        return loop(target, Headers(), rows)
     except Exception as exc:
-        # The answers so far count the rows done, so the failing row costs nothing to find.
-        raise EnsembleRowFailed(len(answers), exc) from exc
-    return answers
+        # The rows not yet taken say which one failed, at no cost to the rows that do not.
+        raise EnsembleRowFailed(n_rows - 1 - sum(1 for _ in rows), exc) from exc
 
 
 _ARGUMENTS = "{i}, {p}, {t}, {e}, {h}"
@@ -57,9 +60,10 @@ _ARGUMENTS = "{i}, {p}, {t}, {e}, {h}"
 @functools.lru_cache(maxsize=128)
 def _row_loop(
     inputs: tuple[str, ...], routes: tuple[str, ...], arguments: str
-) -> Callable[..., None]:
-    """``loop(call, append, headers, n_rows, *columns)``, compiled for these column names
-    and this way of calling (`arguments`, see `signature._described`).
+) -> Callable[..., list[Any]]:
+    """``loop(call, headers, rows) -> answers``, compiled for these column names and this
+    way of calling (`arguments`, see `signature._described`); `rows` yields each row's
+    values, inputs then routes (``None`` per row when there are no columns).
 
     The names are written into the source with `repr`, so any string is a safe key.
     """
@@ -68,17 +72,10 @@ def _row_loop(
     prediction = ", ".join(
         f"{name!r}: {v}" for name, v in zip(routes, values[len(inputs) :], strict=True)
     )
-    columns = [f"c{i}" for i in range(len(values))]
-    if values:
-        target, rows = f"{', '.join(values)},", f"zip({', '.join(columns)})"
-    else:
-        target, rows = "_", "repeat(None, n_rows)"
+    target = f"{', '.join(values)}," if values else "_"
     given = arguments.format(i=f"{{{row}}}", p=f"{{{prediction}}}", t="None", e="None", h="headers")
-    source = (
-        f"def loop(call, append, headers, n_rows, {''.join(c + ', ' for c in columns)}):\n"
-        f"    for {target} in {rows}:\n"
-        f"        append(call({given}))\n"
-    )
-    namespace: dict[str, Any] = {"repeat": repeat}
+    # A comprehension appends with one bytecode, not a method call per row.
+    source = f"def loop(call, headers, rows):\n    return [call({given}) for {target} in rows]\n"
+    namespace: dict[str, Any] = {}
     exec(compile(source, "<pyfunc_ensembler.rows>", "exec"), namespace)
     return namespace["loop"]  # type: ignore[no-any-return]

@@ -20,8 +20,9 @@ import gc
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
-from collections import deque
+import threading
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -64,19 +65,43 @@ class Workers:
             self._procs.append(process)
 
     def apply(self, batches: Iterable[tuple[pa.RecordBatch, int]]) -> Iterator[Applied]:
-        """Each ``(batch, offset)`` ensembled, in the order given."""
-        waiting: deque[tuple[int, pa.RecordBatch]] = deque()
+        """Each ``(batch, offset)`` ensembled, in the order given.
+
+        A thread reads `batches` and sends them out while this one takes the answers
+        back in order, so that reading, writing and sending never leave a worker waiting
+        for its next batch. A send blocks until its worker takes the batch, which keeps
+        about two batches per worker in memory.
+        """
+        sent: queue.SimpleQueue[tuple[int, pa.RecordBatch] | BaseException | None]
+        sent = queue.SimpleQueue()
+        feeder = threading.Thread(target=self._feed, args=(batches, sent), name="feeder")
+        feeder.start()
+        try:
+            while (item := sent.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield self._receive(*item)
+        finally:
+            if feeder.is_alive():  # stopped early: a send may wait on a worker forever
+                self._kill()
+            feeder.join()
+
+    def _feed(
+        self,
+        batches: Iterable[tuple[pa.RecordBatch, int]],
+        sent: queue.SimpleQueue[tuple[int, pa.RecordBatch] | BaseException | None],
+    ) -> None:
         count = len(self._conns)
-        for index, (batch, offset) in enumerate(batches):
-            worker = index % count
-            done = self._receive(*waiting.popleft()) if len(waiting) == count else None
-            self._conns[worker].send_bytes(pickle.dumps(offset))
-            self._conns[worker].send_bytes(_encode(batch))
-            waiting.append((worker, batch))
-            if done is not None:
-                yield done
-        while waiting:
-            yield self._receive(*waiting.popleft())
+        try:
+            for index, (batch, offset) in enumerate(batches):
+                worker = index % count
+                self._conns[worker].send_bytes(pickle.dumps(offset))
+                self._conns[worker].send_bytes(_encode(batch))
+                sent.put((worker, batch))
+        except BaseException as exc:  # reading failed, or the workers were stopped
+            sent.put(exc)
+            return
+        sent.put(None)
 
     def _receive(self, worker: int, batch: pa.RecordBatch) -> Applied:
         conn = self._conns[worker]
@@ -95,6 +120,11 @@ class Workers:
         applied.seconds = seconds
         return applied
 
+    def _kill(self) -> None:
+        for process in self._procs:
+            if process.is_alive():
+                process.kill()
+
     def close(self) -> None:
         for conn in self._conns:
             with contextlib.suppress(OSError):
@@ -109,8 +139,28 @@ class Workers:
 
 
 def _serve(ensembler: TableEnsembler, conn: Connection) -> None:
-    """A worker: batches in, result columns out, until an empty message or the parent's end."""
+    """A worker: batches in, result columns out, until an empty message or the parent's end.
+
+    A thread sends the answers, so that the next batch is taken and ensembled while the
+    parent has yet to take the last answer (it takes them in order, one worker after
+    the other).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    answers: queue.Queue[list[bytes | memoryview] | None] = queue.Queue(maxsize=1)
+    sender = threading.Thread(target=_send, args=(conn, answers), daemon=True)
+    sender.start()
+    try:
+        _answer(ensembler, conn, answers)
+    finally:
+        answers.put(None)
+        sender.join()
+
+
+def _answer(
+    ensembler: TableEnsembler,
+    conn: Connection,
+    answers: queue.Queue[list[bytes | memoryview] | None],
+) -> None:
     while True:
         try:
             message = conn.recv_bytes()
@@ -123,11 +173,20 @@ def _serve(ensembler: TableEnsembler, conn: Connection) -> None:
         try:
             applied = ensembler.apply(batch, offset=offset)
         except Exception as exc:
-            conn.send_bytes(pickle.dumps(("error", _portable(exc))))
+            answers.put([pickle.dumps(("error", _portable(exc)))])
             continue
         name = ensembler.result.column_name
-        conn.send_bytes(pickle.dumps(("ok", name, applied.nulled, applied.seconds)))
-        conn.send_bytes(_encode(applied.batch.select([applied.batch.num_columns - 1])))
+        answer = pickle.dumps(("ok", name, applied.nulled, applied.seconds))
+        answers.put([answer, _encode(applied.batch.select([applied.batch.num_columns - 1]))])
+
+
+def _send(conn: Connection, answers: queue.Queue[list[bytes | memoryview] | None]) -> None:
+    while (messages := answers.get()) is not None:
+        try:
+            for message in messages:
+                conn.send_bytes(message)
+        except OSError:  # the parent is gone
+            return
 
 
 def _encode(batch: pa.RecordBatch) -> memoryview:
