@@ -12,7 +12,6 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,8 +32,8 @@ def started(
     return one.start()
 
 
-def host_answer(model: Path, request_id: str) -> Any:
-    """What our server answers the example request on the host, in-process."""
+def assert_answers_as_on_the_host(one: engine.Container, model: Path, request_id: str) -> None:
+    """The example request: answered as our server answers it on the host, in-process."""
     checked = subprocess.run(
         [
             *CLI,
@@ -49,7 +48,19 @@ def host_answer(model: Path, request_id: str) -> Any:
         text=True,
         check=True,
     )
-    return json.loads(checked.stdout)
+    request = json.loads(EXAMPLE_REQUEST.read_text())
+    answer = one.post_json(request, {"Turing-Req-Id": request_id})
+    assert answer == (200, json.loads(checked.stdout))
+
+
+def assert_answers_as_turings_server(one: engine.Container) -> None:
+    """Every case of Turing's ``weighted_legacy`` fixture, answered as Turing's server did."""
+    cases = [case for case in fixture_cases() if case["ensembler"] == "weighted_legacy"]
+    assert cases
+    for case in cases:
+        status, answer = one.post_json(case["body"], case["headers"])
+        expected = case["turing_runner_answer"]
+        assert (status, answer) == (expected["status"], expected["json"]), case["case"]
 
 
 def assert_runs_as_a_platform_expects(one: engine.Container) -> None:
@@ -79,12 +90,7 @@ def test_the_turing_fixture_image_answers_as_turings_server(
     turing_fixture_image: engine.Build, container: list[engine.Container]
 ) -> None:
     one = started(container, turing_fixture_image.tag)
-    cases = [case for case in fixture_cases() if case["ensembler"] == "weighted_legacy"]
-    assert cases
-    for case in cases:
-        status, answer = one.post_json(case["body"], case["headers"])
-        expected = case["turing_runner_answer"]
-        assert (status, answer) == (expected["status"], expected["json"]), case["case"]
+    assert_answers_as_turings_server(one)
     assert_runs_as_a_platform_expects(one)
 
 
@@ -92,9 +98,7 @@ def test_the_example_image_answers_as_on_the_host(
     example_image: engine.Build, example_model: Path, container: list[engine.Container]
 ) -> None:
     one = started(container, example_image.tag)
-    request = json.loads(EXAMPLE_REQUEST.read_text())
-    answer = one.post_json(request, {"Turing-Req-Id": "image-1"})
-    assert answer == (200, host_answer(example_model, "image-1"))
+    assert_answers_as_on_the_host(one, example_model, "image-1")
     assert_runs_as_a_platform_expects(one)
 
 
@@ -113,9 +117,7 @@ def test_a_models_uri_is_downloaded_at_build_time_and_served_as_10001(
     build_args = {"MODEL_URI": registered_example, "MLFLOW_TRACKING_URI": mlflow_server}
     built = app_build("registered", empty, build_args, host_network=True)
     one = started(container, built.tag)
-    request = json.loads(EXAMPLE_REQUEST.read_text())
-    answer = one.post_json(request, {"Turing-Req-Id": "image-2"})
-    assert answer == (200, host_answer(example_model, "image-2"))
+    assert_answers_as_on_the_host(one, example_model, "image-2")
     assert_runs_as_a_platform_expects(one)
 
 
@@ -172,11 +174,7 @@ def test_turings_image_builder_args_build_an_image_that_serves_on_knatives_port(
         engine.build(tag, engine.DOCKER / "turing.Dockerfile", ROOT, args, host_network=True)
     # Run as Knative runs it: no arguments, PORT set, no probes.
     one = started(container, tag, "-e", "PORT=8080", container_port=8080)
-    for case in fixture_cases():
-        if case["ensembler"] == "weighted_legacy":
-            expected = case["turing_runner_answer"]
-            status, answer = one.post_json(case["body"], case["headers"])
-            assert (status, answer) == (expected["status"], expected["json"]), case["case"]
+    assert_answers_as_turings_server(one)
     assert_runs_as_a_platform_expects(one)
     # The download stage, its client and its credentials stayed behind.
     history = engine.tool("podman", "history", "--no-trunc", tag).stdout
