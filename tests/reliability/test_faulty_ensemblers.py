@@ -1,6 +1,7 @@
-"""Ensemblers that misbehave: raise, answer what JSON cannot hold, block, leak, kill their
-own process. The affected request gets a clear answer (a 5xx) or, when the worker itself
-dies, a closed connection; other workers keep serving; a dead worker is replaced; readiness
+"""Ensemblers that misbehave: answer NaN, block, leak, kill their own process (those that
+raise or answer what JSON cannot hold: tests/integration/test_serve.py's error cases).
+The affected request gets a clear answer (a 5xx) or, when the worker itself dies, a
+closed connection; other workers keep serving; a dead worker is replaced; readiness
 tells the truth."""
 
 from __future__ import annotations
@@ -59,24 +60,6 @@ def two_workers(
     for server in started:
         code, log = server.stop()
         assert code == 0, log
-
-
-@pytest.mark.parametrize(
-    ("fault", "status", "kind"),
-    [("raise", 500, "ensemble_error"), ("unserializable", 500, "serialization_error")],
-)
-def test_an_ensembler_that_fails_gets_a_clear_500(
-    servers: Callable[..., Server],
-    test_models: dict[str, Path],
-    front_end: str,
-    fault: str,
-    status: int,
-    kind: str,
-) -> None:
-    server = servers(str(test_models["faulty"]), "--server", front_end)
-    got, answer = server.post_json(body({"fault": fault}))
-    assert (got, answer["error"]["type"]) == (status, kind)
-    assert server.post_json(VALID) == (200, "ok")
 
 
 def test_nan_and_infinity_become_null(
