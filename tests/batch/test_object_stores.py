@@ -170,3 +170,19 @@ def test_a_failed_copy_leaves_the_sink_as_it_was(bucket: str) -> None:
     storage.replace(fs, f"{root}/.out.tmp", f"{root}/out")
     assert listing(f"{bucket}/out") == ["part-1", "part-2"]
     assert listing(bucket) == ["out/part-1", "out/part-2"]
+
+
+def test_a_directory_sink_starts_a_new_part_file_past_its_size(
+    bucket: str, pick_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyfunc_ensembler.batch import io
+    from tests.batch.tables import typed_table
+
+    monkeypatch.setattr(io, "PART_BYTES", 1)  # every batch past the first starts a part
+    put(f"{bucket}/in.parquet", parquet_bytes(typed_table("long")))
+    spec = short_job(pick_model, f"{bucket}/in.parquet", f"{bucket}/out", result_type="LONG")
+    run(spec, batch_size=2, processes=1)
+    parts = listing(f"{bucket}/out")
+    assert [p[:11] for p in parts] == ["part-00000-", "part-00001-"]
+    assert len({p[11:] for p in parts}) == 1  # one job's id
+    assert read(f"{bucket}/out").column("result").to_pylist() == [2**40, -1, None, 0]

@@ -36,6 +36,9 @@ from pyfunc_ensembler.batch.job import (
 from pyfunc_ensembler.errors import BatchError
 
 _ARROW_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}
+PART_BYTES = 1 << 30
+"""A directory sink starts a new part file once its current one holds this many bytes:
+object stores put each file in place with one copy, and S3 copies at most 5 GB at once."""
 _EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 
@@ -257,10 +260,15 @@ class Output:
         self._parent = parent
         self._staging = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         self._writer: _Writer | None = None
+        self._id = uuid.uuid4().hex
+        self._parts = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         batch = sink_columns(batch, self.sink)
         if self._writer is None:
+            self._writer = self._open(batch.schema)
+        elif not self.single_file and self._writer.size() >= PART_BYTES:
+            self._writer.close()
             self._writer = self._open(batch.schema)
         self._writer.write(batch)
 
@@ -269,7 +277,9 @@ class Output:
             self.fs.create_dir(self._parent, recursive=True)
             return _writer(self.sink.format, self.fs.open_output_stream(self._staging), schema)
         self.fs.create_dir(self._staging, recursive=True)
-        name = f"part-00000-{uuid.uuid4().hex}{_EXTENSIONS[self.sink.format]}"
+        # part-00000-<id>, part-00001-<id>…: in name order, the rows' order.
+        name = f"part-{self._parts:05d}-{self._id}{_EXTENSIONS[self.sink.format]}"
+        self._parts += 1
         stream = self.fs.open_output_stream(f"{self._staging}/{name}")
         return _writer(self.sink.format, stream, schema)
 
@@ -309,11 +319,17 @@ def sink_columns(batch: pa.RecordBatch, sink: Sink) -> pa.RecordBatch:
 
 
 class _Writer:
+    _stream: pa.NativeFile
+
     def write(self, batch: pa.RecordBatch) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def size(self) -> int:
+        """The bytes written to the file so far (what the format has flushed)."""
+        return int(self._stream.tell())
 
 
 def _writer(fmt: str, stream: pa.NativeFile, schema: pa.Schema) -> _Writer:
@@ -368,11 +384,11 @@ class _CsvWriter(_Writer):
 
 class _JsonLinesWriter(_Writer):
     def __init__(self, stream: pa.NativeFile) -> None:
-        self._file = stream
+        self._stream = stream
 
     def write(self, batch: pa.RecordBatch) -> None:
         dumps = orjson.dumps
-        self._file.write(b"".join(dumps(row) + b"\n" for row in batch.to_pylist()))
+        self._stream.write(b"".join(dumps(row) + b"\n" for row in batch.to_pylist()))
 
     def close(self) -> None:
-        self._file.close()
+        self._stream.close()

@@ -23,8 +23,9 @@ Output is staged under a hidden name beside the sink and put in place at the end
   objects of a replaced sink deleted, and the staged ones. A copy over an existing
   object replaces it atomically, so a single-file sink is never missing; a replaced
   directory briefly holds old and new part files together, never neither. S3 copies
-  at most 5 GB in one ``CopyObject``: a larger single file cannot be put in place
-  there (the job fails, the sink as it was).
+  at most 5 GB in one ``CopyObject``: directory sinks keep their part files under
+  that (`io.PART_BYTES`); a larger single file cannot be put in place there (the job
+  fails, the sink as it was).
 """
 
 from __future__ import annotations
