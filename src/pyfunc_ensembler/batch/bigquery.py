@@ -228,7 +228,8 @@ class BigQueryTable:
                 columns = restriction = None  # both are in the materializing query
         self.table = table
         self._session = self._open(table, columns, restriction)
-        self.schema = _plain(pa.ipc.read_schema(pa.py_buffer(self._arrow_schema())))
+        self._wire_schema = pa.ipc.read_schema(pa.py_buffer(self._arrow_schema()))
+        self.schema = _plain(self._wire_schema)
 
     def _is_view(self, table: str) -> bool:
         try:
@@ -293,9 +294,14 @@ class BigQueryTable:
         """The table's rows, page by page; the materialized query's table dropped at the end."""
         try:
             for stream in self._session.streams:
-                reader = self.clients.read.read_rows(stream.name)
-                for page in reader.rows(self._session).pages:
-                    batch = _with_schema(page.to_arrow(), self.schema)
+                # Each response's Arrow record batch, decoded here: the client's own
+                # page.to_arrow() is deprecated. The stream resumes where it broke off.
+                for response in self.clients.read.read_rows(stream.name):
+                    data = pa.py_buffer(response.arrow_record_batch.serialized_record_batch)
+                    if not data.size:
+                        continue
+                    decoded = pa.ipc.read_record_batch(data, self._wire_schema)
+                    batch = _with_schema(decoded, self.schema)
                     yield batch.select(list(columns)) if columns else batch
         finally:
             self.close()
