@@ -226,7 +226,7 @@ def sink_document(source: Path, model: str, table: str, save_mode: str) -> Any:
             "sink": {
                 "type": "BQ",
                 "save_mode": save_mode,
-                "columns": ["id", "route", "at", "wall", "score"],
+                "columns": ["id", "route", "at", "wall", "ats", "score"],
                 "bq_config": {"table": table},
             },
         },
@@ -247,6 +247,9 @@ def test_nanosecond_timestamps_are_written_as_microseconds(
             "__predictions__a": [{"data": i} for i in range(3)],
             "at": pa.array(nanos, pa.int64()).cast(pa.timestamp("ns", "Asia/Jakarta")),
             "wall": pa.array(nanos, pa.int64()).cast(pa.timestamp("ns")),
+            "ats": pa.array(
+                [nanos[:2], nanos[1:2], []], pa.list_(pa.timestamp("ns", "UTC"))
+            ),  # nested: floored too
         }
     )
     pq.write_table(table, tmp_path / "in.parquet")
@@ -259,12 +262,12 @@ def test_nanosecond_timestamps_are_written_as_microseconds(
     ]
     wall = [None if t is None else t.replace(tzinfo=None) for t in at]
     expected = [
-        {"id": i, "route": "a", "at": a, "wall": w, "score": i}
-        for i, a, w in zip(range(3), at, wall, strict=True)
+        {"id": i, "route": "a", "at": a, "wall": w, "ats": s, "score": i}
+        for i, a, w, s in zip(range(3), at, wall, [at[:2], at[1:2], []], strict=True)
     ]
     assert bq.rows(scores) == expected
     kinds = {f.name: f.field_type for f in bq.client.get_table(scores).schema}
-    assert (kinds["at"], kinds["wall"]) == ("TIMESTAMP", "DATETIME")
+    assert (kinds["at"], kinds["wall"], kinds["ats"]) == ("TIMESTAMP", "DATETIME", "TIMESTAMP")
     # And back through the Storage Read API: an instant with its zone, a wall-clock time.
     reader = BigQueryTable(Dataset(scores, "bigquery", None, BigQuery(table=scores)), [])
     read = pa.Table.from_batches(list(reader.batches(None, 1024)), schema=reader.schema)

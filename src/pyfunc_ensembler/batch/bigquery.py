@@ -456,17 +456,38 @@ class TableSink:
 
 
 def _microseconds(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` with its nanosecond timestamp columns floored to the microsecond.
+    """`batch` with its nanosecond timestamps floored to the microsecond, nested ones too.
 
     Finer digits are dropped rather than refused: nanoseconds are pandas' and Arrow's
     default, and BigQuery has nowhere to keep them (its Write API refuses a cast that
     loses them, failing the job).
     """
     for i, field in enumerate(batch.schema):
-        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-            floored = pc.floor_temporal(batch.column(i), unit="microsecond")
-            batch = batch.set_column(i, field, floored)
+        if _has_nanoseconds(field.type):
+            batch = batch.set_column(i, field, _floored(batch.column(i)))
     return batch
+
+
+def _has_nanoseconds(kind: pa.DataType) -> bool:
+    if pa.types.is_timestamp(kind):
+        return bool(kind.unit == "ns")
+    return any(_has_nanoseconds(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _floored(array: pa.Array) -> pa.Array:
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        return pc.floor_temporal(array, unit="microsecond") if kind.unit == "ns" else array
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        offsets = array.offsets  # of a slice: into the whole of `values`; made to start at 0
+        first, last = offsets[0].as_py(), offsets[-1].as_py()
+        values = _floored(array.values.slice(first, last - first))
+        rebased = pc.subtract(offsets, pa.scalar(first, offsets.type))
+        return type(array).from_arrays(rebased, values, mask=array.is_null())
+    if pa.types.is_struct(kind):
+        children = [_floored(child) for child in array.flatten()]
+        return pa.StructArray.from_arrays(children, fields=list(kind), mask=array.is_null())
+    return array
 
 
 def _storable(kind: pa.DataType, existing: str | None = None) -> pa.DataType:
