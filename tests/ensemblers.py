@@ -57,7 +57,12 @@ class Faulty(PyFunc):
         if fault == "sleep":
             if "started" in input:  # tells a test the call has begun: a file appears
                 Path(input["started"]).touch()
-            time.sleep(float(input.get("seconds", 1)))
+            if "until" in input:  # a test ends the call by creating this file
+                deadline = time.monotonic() + float(input.get("seconds", 60))
+                while not Path(input["until"]).exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                time.sleep(float(input.get("seconds", 1)))
         return "ok"
 
 

@@ -198,15 +198,12 @@ def serve(sock: socket.socket, core: Core, settings: Settings) -> None:
 
 
 class _Drain:
-    """When the graceful shutdown began, shared by the server and its connections."""
+    """Where the graceful shutdown is, shared by the server and its connections."""
 
     def __init__(self) -> None:
-        self.began = False
-        self.idle_until = 0.0  # loop time: a connection idle until then is closed
-
-    def begin(self, idle_until: float) -> None:
-        self.began = True
-        self.idle_until = idle_until
+        self.began = False  # on the signal, with readiness: answers close from then on
+        self.idle_until = 0.0  # loop time: once the server stops accepting, a
+        # connection idle until then is closed
 
 
 def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
@@ -222,10 +219,12 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
     - HTTP/1.0 with ``Connection: keep-alive`` is kept alive (uvicorn closes it);
     - a connection closed while its request's body is still arriving (a 413, a
       refusal) closes lingering, as `http11` does, so the client reads the answer;
-    - once the graceful shutdown began (`drain`), every answer closes its connection
-      (``Connection: close``) and an idle one is closed only if it stays idle until
+    - once the graceful shutdown began (`drain`), the answer to the last request received
+      closes its connection (``Connection: close``), those pipelined before it are
+      answered first, and an idle one is closed only if it stays idle until
       ``drain.idle_until``; uvicorn closes idle connections at once, resetting a request
-      a client wrote to one meanwhile (`http11.ServerState.drain`).
+      a client wrote to one meanwhile, and drops the requests pipelined behind the
+      first answer that closes (`http11.ServerState.drain`).
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -237,6 +236,9 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
         _linger_timer: asyncio.TimerHandle | None = None
         _linger_until = 0.0
         _last_read = 0.0
+        # While draining: the latest request's cycle, whose answer closes the connection,
+        # and whether it was to keep it alive.
+        _closing: tuple[Any, bool] | None = None
 
         def data_received(self, data: bytes) -> None:
             if self._lingering:
@@ -255,14 +257,24 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            if drain.began:  # accepted from the queue after the shutdown began
+            if drain.idle_until:  # accepted once the server stopped listening
                 self._close_if_idle_until(drain.idle_until)
 
         def shutdown(self) -> None:
             if self.cycle is None or self.cycle.response_complete:
                 self._close_if_idle_until(drain.idle_until)
             else:
-                self.cycle.keep_alive = False
+                self._close_after(self.cycle)
+
+        def _close_after(self, cycle: Any) -> None:
+            """Draining: `cycle`, the latest request received, is the last answered; the
+            one before, if its answer has not begun, keeps the connection alive again."""
+            if self._closing is not None:
+                previous, keep_alive = self._closing
+                if not previous.response_started:
+                    previous.keep_alive = keep_alive
+            self._closing = (cycle, cycle.keep_alive)
+            cycle.keep_alive = False
 
         def _close_if_idle_until(self, when: float) -> None:
             # uvicorn's keep-alive timer, cancelled as it is when a request arrives.
@@ -289,7 +301,7 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
             if self.parser.get_http_version() == "1.0" and self.parser.should_keep_alive():
                 _keep_http10_alive(cycle)
             if drain.began:
-                cycle.keep_alive = False
+                self._close_after(cycle)
 
         def on_message_complete(self) -> None:
             self._stop_receive_timer()
@@ -419,6 +431,7 @@ def _graceful_server(
             if self.should_exit:
                 force_exit(sig)
             core.drain()
+            drain.began = True  # now, not at uvicorn's next check of should_exit
             super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
@@ -436,7 +449,7 @@ def _graceful_server(
             connections are closed only once they have stayed idle (`_protocol`)."""
             loop = asyncio.get_running_loop()
             (listener,) = self.servers
-            drain.begin(loop.time() + min(grace, DRAIN_IDLE_SECONDS))
+            drain.idle_until = loop.time() + min(grace, DRAIN_IDLE_SECONDS)
             for connection in list(self.server_state.connections):
                 connection.shutdown()
             # Connections accepted from now on see `drain` when they are made.

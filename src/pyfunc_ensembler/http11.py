@@ -268,6 +268,9 @@ class Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._continue_owed = False
         self._eof = False
+        # Whether a complete request is answered at once, inside `data_received` (a
+        # synchronous ensembler, until a drain begins), or queued for `_work`.
+        self._inline = not state.core.is_async
         # Requests waiting for an async ensembler, answered in order by `_work`:
         # (ready answer or None, body, headers, mode, head).
         self._queue: deque[tuple[Any, ...]] = deque()
@@ -452,7 +455,7 @@ class Connection(asyncio.Protocol):
             (status, answer), extra = decided
             self._respond(status, answer, extra, mode)
             return
-        if self.core.is_async:
+        if not self._inline:
             self._queue.append((None, body, self._headers, mode, self._head))
             self._start_worker()
         else:
@@ -462,17 +465,25 @@ class Connection(asyncio.Protocol):
     # -- answering ---------------------------------------------------------------------
 
     def _respond(self, status: int, body: bytes, extra: ExtraHeaders, mode: int) -> None:
-        """Write an answer now, or after the answers still being worked out."""
-        if self._worker is None:
+        """Write an answer now, or after the answers still being worked out (while
+        draining, all go through `_work`: see `_write`)."""
+        if self._worker is None and not self.state.draining:
             self._write(status, body, extra, mode, self._head)
         else:
             self._queue.append(((status, body, extra), b"", None, mode, self._head))
+            self._start_worker()
 
     def _write(self, status: int, body: bytes, extra: ExtraHeaders, mode: int, head: bool) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if mode == KEEP and (self.state.draining or not self._keep_alive):
+        # While draining, the last request already received (queued, or arriving) says
+        # close; those before it are answered as usual, not dropped.
+        if (
+            mode == KEEP
+            and (self.state.draining or not self._keep_alive)
+            and not (self._keep_alive and (self._queue or self._receiving))
+        ):
             mode = CLOSE
         content_type = _JSON
         headers = b""
@@ -612,7 +623,10 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def drain(self) -> None:
-        """A graceful shutdown began: an idle connection gets the drain's idle deadline."""
+        """A graceful shutdown began: an idle connection gets the drain's idle deadline,
+        and requests are queued for `_work` from now on, so that an answer is written
+        only once the requests pipelined after it have been parsed (see `_write`)."""
+        self._inline = False
         if not (self._stopped or self._receiving or self._worker is not None):
             self._wait_idle()
 
@@ -634,7 +648,8 @@ class Connection(asyncio.Protocol):
     def _wait_idle(self) -> None:
         timeout = self.limits.keepalive_timeout
         deadline = time.monotonic() + timeout if timeout > 0 else 0.0
-        if self.state.draining:
+        if self.state.draining:  # a connection accepted while draining, or now idle
+            self._inline = False
             deadline = min(deadline, self.state.drain_deadline) or self.state.drain_deadline
         self._deadline = deadline
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -28,7 +29,7 @@ import pytest
 from bench.router import build
 from tests import ensemblers
 from tests.helpers import Server
-from tests.reliability.net import VALID
+from tests.reliability.net import VALID, post_bytes, read_response
 from tests.reliability.proxies import PROXIES, Proxy
 
 # Answers to wait for before the signal, and after the restart, before stopping.
@@ -135,6 +136,66 @@ def test_a_graceful_restart_under_load_loses_no_request(
     assert set(summary["statuses"]) <= {"200", *refused}, summary
     if proxy_factory:
         assert proxy_factory[0].lost() == [], summary
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_requests_pipelined_when_the_drain_begins_are_all_answered_the_last_saying_close(
+    test_models: dict[str, Path], front_end: str, tmp_path: Path
+) -> None:
+    args = [str(test_models["faulty"]), "--server", front_end, "--sync-threads", "1"]
+    server = Server(args).start()
+    assert server.process is not None
+    started = tmp_path / "started"
+    slow = {**VALID, "request": {"fault": "sleep", "seconds": 1, "started": str(started)}}
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"".join(post_bytes(json.dumps(b).encode()) for b in (slow, VALID, VALID)))
+        _wait_for(started)  # the first is being answered, the two others wait behind it
+        server.process.send_signal(signal.SIGTERM)
+        answers = [read_response(sock) for _ in range(3)]
+        assert sock.recv(1) == b""  # then it closes
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert [headers.get("connection") for _, headers, _ in answers][-1] == "close"
+    assert "close" not in [headers.get("connection") for _, headers, _ in answers[:-1]]
+    code = server.process.wait(timeout=60)
+    _, log = server.stop()
+    assert code == 0, log
+
+
+def test_requests_pipelined_once_the_drain_began_are_all_answered_the_last_saying_close(
+    test_models: dict[str, Path], front_end: str, tmp_path: Path
+) -> None:
+    args = [str(test_models["faulty"]), "--server", front_end, "--sync-threads", "1"]
+    server = Server(args).start()
+    assert server.process is not None
+    started, release = tmp_path / "started", tmp_path / "release"
+    slow = {**VALID, "request": {"fault": "sleep", "started": str(started), "until": str(release)}}
+    address = ("127.0.0.1", server.port)
+    with (
+        socket.create_connection(address, 30) as sock,
+        socket.create_connection(address, 30) as probe,
+    ):
+        server.process.send_signal(signal.SIGTERM)
+        ready = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
+        while probe.sendall(ready) or read_response(probe)[0] == 200:
+            pass  # until readiness goes false: the drain began
+        # Within the drain's idle time: three requests arrive at once on an idle connection.
+        sock.sendall(b"".join(post_bytes(json.dumps(b).encode()) for b in (slow, VALID, VALID)))
+        _wait_for(started)  # all three have been read
+        release.touch()
+        answers = [read_response(sock) for _ in range(3)]
+        assert sock.recv(1) == b""
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    assert [headers.get("connection") for _, headers, _ in answers][-1] == "close"
+    assert "close" not in [headers.get("connection") for _, headers, _ in answers[:-1]]
+    code = server.process.wait(timeout=60)
+    _, log = server.stop()
+    assert code == 0, log
 
 
 def _workers(supervisor: int) -> set[int]:
