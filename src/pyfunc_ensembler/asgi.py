@@ -219,6 +219,8 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
     - HTTP/1.0 with ``Connection: keep-alive`` is kept alive (uvicorn closes it);
     - a connection closed while its request's body is still arriving (a 413, a
       refusal) closes lingering, as `http11` does, so the client reads the answer;
+    - a refusal (a later pipelined request malformed, say) is written after the answers
+      to the requests before it, not ahead of them;
     - once the graceful shutdown began (`drain`), the answer to the last request received
       closes its connection (``Connection: close``), those pipelined before it are
       answered first, and an idle one is closed only if it stays idle until
@@ -239,11 +241,14 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
         # While draining: the latest request's cycle, whose answer closes the connection,
         # and whether it was to keep it alive.
         _closing: tuple[Any, bool] | None = None
+        _owed = b""  # a refusal, written once the requests before it are answered
 
         def data_received(self, data: bytes) -> None:
             if self._lingering:
                 self._last_read = self.loop.time()
                 return
+            if self._owed:
+                return  # after a refused request: dropped, as when lingering
             super().data_received(data)
 
         def eof_received(self) -> bool | None:  # type: ignore[override]
@@ -309,7 +314,13 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self._eof and not self.pipeline and self.cycle.response_complete:
+            if not self.cycle.response_complete or self.transport.is_closing():
+                return  # a pipelined request is being answered now
+            if self._owed:
+                self.transport.write(self._owed)
+                self._owed = b""
+                self.close_lingering()
+            if self._eof and not self.pipeline:
                 self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -340,7 +351,13 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
                 f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
                 "connection: close\r\n\r\n"
             )
-            self.transport.write(head.encode("latin-1") + body)
+            answer = head.encode("latin-1") + body
+            self._stop_receive_timer()
+            if self.cycle is not None and not self.cycle.response_complete:
+                # After the answers to the requests before it: `on_response_complete`.
+                self._owed = answer
+                return
+            self.transport.write(answer)
             self.close_lingering()
 
         def close_lingering(self) -> None:

@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Server
-from tests.reliability.net import VALID, read_until_closed, status_and_error
+from tests.reliability.net import VALID, read_responses, read_until_closed, status_and_error
 
 MAX_BODY = 1024 * 1024
 BODY = json.dumps(VALID).encode()
@@ -67,6 +68,39 @@ def test_requests_pipelined_before_a_half_close_are_all_answered(echo: Server) -
             sock.shutdown(socket.SHUT_WR)
             received = read_until_closed(sock)  # all three, then closed
             assert re.findall(rb"HTTP/1.1 (\d+) ", received) == [b"200"] * 3
+
+
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        (post(head=b"Host: a\r\nHost: b\r\n"), 400),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"POST /ensemble HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (post(b"x" * (MAX_BODY + 1)), 413),
+    ],
+    ids=["two-hosts", "malformed", "gzip-chunked", "too-large"],
+)
+def test_a_pipelined_request_refused_is_answered_after_those_before_it(
+    servers: Callable[..., Server],
+    test_models: dict[str, Path],
+    front_end: str,
+    tmp_path: Path,
+    refused: bytes,
+    status: int,
+) -> None:
+    args = ["--server", front_end, "--sync-threads", "1", "--max-body-size", str(MAX_BODY)]
+    server = servers(str(test_models["faulty"]), *args)
+    started, release = tmp_path / "started", tmp_path / "release"
+    fault = {"fault": "sleep", "started": str(started), "until": str(release)}
+    slow = post(json.dumps({**VALID, "request": fault}).encode())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(slow + refused)
+        while not started.exists():  # the first is being answered when the second is read
+            time.sleep(0.01)
+        release.touch()
+        first, second = read_responses(sock, 2)
+    assert (first[0], json.loads(first[2])) == (200, "ok")
+    assert second[0] == status
 
 
 @pytest.mark.parametrize(

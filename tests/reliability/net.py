@@ -35,23 +35,33 @@ def read_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One whole response with a Content-Length, leaving the connection open."""
+    return read_responses(sock, 1)[0]
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` whole responses with a Content-Length, in order: answers to pipelined
+    requests may arrive in one read."""
+    responses = []
     buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {buffer!r}")
-        buffer += chunk
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed in the body")
-        rest += chunk
-    return status, headers, rest[:length]
+    for _ in range(count):
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {buffer!r}")
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(buffer) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in the body")
+            buffer += chunk
+        responses.append((status, headers, buffer[:length]))
+        buffer = buffer[length:]
+    return responses
 
 
 def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:

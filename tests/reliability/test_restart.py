@@ -29,7 +29,7 @@ import pytest
 from bench.router import build
 from tests import ensemblers
 from tests.helpers import Server
-from tests.reliability.net import VALID, post_bytes, read_response
+from tests.reliability.net import VALID, post_bytes, read_response, read_responses
 from tests.reliability.proxies import PROXIES, Proxy
 
 # Answers to wait for before the signal, and after the restart, before stopping.
@@ -157,7 +157,7 @@ def test_requests_pipelined_when_the_drain_begins_are_all_answered_the_last_sayi
         sock.sendall(b"".join(post_bytes(json.dumps(b).encode()) for b in (slow, VALID, VALID)))
         _wait_for(started)  # the first is being answered, the two others wait behind it
         server.process.send_signal(signal.SIGTERM)
-        answers = [read_response(sock) for _ in range(3)]
+        answers = read_responses(sock, 3)
         assert sock.recv(1) == b""  # then it closes
     assert [status for status, _, _ in answers] == [200, 200, 200]
     assert [headers.get("connection") for _, headers, _ in answers][-1] == "close"
@@ -188,7 +188,7 @@ def test_requests_pipelined_once_the_drain_began_are_all_answered_the_last_sayin
         sock.sendall(b"".join(post_bytes(json.dumps(b).encode()) for b in (slow, VALID, VALID)))
         _wait_for(started)  # all three have been read
         release.touch()
-        answers = [read_response(sock) for _ in range(3)]
+        answers = read_responses(sock, 3)
         assert sock.recv(1) == b""
     assert [status for status, _, _ in answers] == [200, 200, 200]
     assert [headers.get("connection") for _, headers, _ in answers][-1] == "close"
