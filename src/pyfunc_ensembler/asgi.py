@@ -269,6 +269,11 @@ def _protocol(core: Core, receive_timeout: float, drain: _Drain) -> Any:
             if self.cycle is None or self.cycle.response_complete:
                 self._close_if_idle_until(drain.idle_until)
             else:
+                self.close_after_answers()
+
+        def close_after_answers(self) -> None:
+            """Draining: the answer to the latest request received closes the connection."""
+            if self.cycle is not None and not self.cycle.response_complete:
                 self._close_after(self.cycle)
 
         def _close_after(self, cycle: Any) -> None:
@@ -448,8 +453,17 @@ def _graceful_server(
             if self.should_exit:
                 force_exit(sig)
             core.drain()
-            drain.began = True  # now, not at uvicorn's next check of should_exit
+            # Answers close from now on, not from uvicorn's next check of should_exit;
+            # those being worked out are marked from the loop, not from this handler.
+            drain.began = True
+            with contextlib.suppress(RuntimeError):  # no loop yet: nothing to mark
+                asyncio.get_running_loop().call_soon_threadsafe(self._close_after_answers)
             super().handle_exit(sig, frame)
+
+        def _close_after_answers(self) -> None:
+            connections: list[Any] = list(self.server_state.connections)  # `_protocol`'s
+            for connection in connections:
+                connection.close_after_answers()
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:

@@ -145,51 +145,32 @@ def _wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.01)
 
 
-def test_requests_pipelined_when_the_drain_begins_are_all_answered_the_last_saying_close(
-    test_models: dict[str, Path], front_end: str, tmp_path: Path
-) -> None:
-    args = [str(test_models["faulty"]), "--server", front_end, "--sync-threads", "1"]
-    server = Server(args).start()
-    assert server.process is not None
-    started = tmp_path / "started"
-    slow = {**VALID, "request": {"fault": "sleep", "seconds": 1, "started": str(started)}}
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(b"".join(post_bytes(json.dumps(b).encode()) for b in (slow, VALID, VALID)))
-        _wait_for(started)  # the first is being answered, the two others wait behind it
-        server.process.send_signal(signal.SIGTERM)
-        answers = read_responses(sock, 3)
-        assert sock.recv(1) == b""  # then it closes
-    assert [status for status, _, _ in answers] == [200, 200, 200]
-    assert [headers.get("connection") for _, headers, _ in answers][-1] == "close"
-    assert "close" not in [headers.get("connection") for _, headers, _ in answers[:-1]]
-    code = server.process.wait(timeout=60)
-    _, log = server.stop()
-    assert code == 0, log
-
-
-def test_requests_pipelined_once_the_drain_began_are_all_answered_the_last_saying_close(
-    test_models: dict[str, Path], front_end: str, tmp_path: Path
+@pytest.mark.parametrize("when", ["behind-an-answer", "on-an-idle-connection"])
+def test_requests_pipelined_in_a_drain_are_all_answered_the_last_saying_close(
+    test_models: dict[str, Path], front_end: str, tmp_path: Path, when: str
 ) -> None:
     args = [str(test_models["faulty"]), "--server", front_end, "--sync-threads", "1"]
     server = Server(args).start()
     assert server.process is not None
     started, release = tmp_path / "started", tmp_path / "release"
     slow = {**VALID, "request": {"fault": "sleep", "started": str(started), "until": str(release)}}
+    three = b"".join(post_bytes(json.dumps(body).encode()) for body in (slow, VALID, VALID))
     address = ("127.0.0.1", server.port)
-    with (
-        socket.create_connection(address, 30) as sock,
-        socket.create_connection(address, 30) as probe,
-    ):
+    sock, probe = (socket.create_connection(address, 30) for _ in range(2))
+    with sock, probe:
+        if when == "behind-an-answer":
+            sock.sendall(three)
+            _wait_for(started)  # the first is being answered, the two others wait behind it
         server.process.send_signal(signal.SIGTERM)
         ready = b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
         while probe.sendall(ready) or read_response(probe)[0] == 200:
             pass  # until readiness goes false: the drain began
-        # Within the drain's idle time: three requests arrive at once on an idle connection.
-        sock.sendall(b"".join(post_bytes(json.dumps(b).encode()) for b in (slow, VALID, VALID)))
-        _wait_for(started)  # all three have been read
+        if when == "on-an-idle-connection":  # within the drain's idle time
+            sock.sendall(three)
+            _wait_for(started)  # all three have been read
         release.touch()
         answers = read_responses(sock, 3)
-        assert sock.recv(1) == b""
+        assert sock.recv(1) == b""  # then it closes
     assert [status for status, _, _ in answers] == [200, 200, 200]
     assert [headers.get("connection") for _, headers, _ in answers][-1] == "close"
     assert "close" not in [headers.get("connection") for _, headers, _ in answers[:-1]]
