@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import importlib
+import logging
 import select
 import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_a_connection_attempted_once_handshakes_are_refused_is_refused_not_reset
     listening = lifecycle.bind("127.0.0.1", 0)
     address = listening.getsockname()
     made = socket.create_connection(address, timeout=30)  # its handshake completed: queued
-    lifecycle.refuse_handshakes(listening)
+    assert lifecycle.refuse_handshakes(listening)
     late = socket.socket()
     late.setblocking(False)
     assert late.connect_ex(address) == errno.EINPROGRESS
@@ -99,6 +100,22 @@ def test_a_connection_attempted_once_handshakes_are_refused_is_refused_not_reset
     finally:
         made.close()
         late.close()
+
+
+class _FilterRefused(socket.socket):
+    """A socket on a kernel that lets only CAP_NET_ADMIN attach a filter."""
+
+    def setsockopt(self, *args: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux socket filter")
+def test_a_server_not_allowed_the_filter_stops_without_it(caplog: pytest.LogCaptureFixture) -> None:
+    with _FilterRefused() as listening, caplog.at_level(logging.INFO):
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        assert not lifecycle.refuse_handshakes(listening)
+    assert "new connections are not refused before the close" in caplog.text
 
 
 class _Answer(asyncio.Protocol):

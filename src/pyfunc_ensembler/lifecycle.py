@@ -83,7 +83,7 @@ _DROP_SYN = (
 )
 
 
-def refuse_handshakes(sock: socket.socket) -> None:
+def refuse_handshakes(sock: socket.socket) -> bool:
     """Make the kernel drop new connection attempts on the listening `sock` (Linux only),
     while handshakes already under way complete and queue as before.
 
@@ -92,12 +92,21 @@ def refuse_handshakes(sock: socket.socket) -> None:
     request to one already. A dropped SYN never reached us: the client sends it again a
     second later, and then finds the restarted server or a refusal. The filter is on the
     socket, not on this copy of it: every process sharing the socket is affected.
+
+    Whether the filter is on. Some kernels let only CAP_NET_ADMIN attach one (EPERM for
+    the image's uid 10001 on such a host); the shutdown then goes on without it, and a
+    connection completed in the microseconds before the close may be reset, as before.
     """
     if not sys.platform.startswith("linux"):
-        return
+        return False
     instructions = (_SockFilter * len(_DROP_SYN))(*(_SockFilter(*i) for i in _DROP_SYN))
     program = _SockFprog(len(_DROP_SYN), instructions)
-    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(program))
+    except OSError as error:
+        logger.info("new connections are not refused before the close: %s", error)
+        return False
+    return True
 
 
 async def stop_listening(
