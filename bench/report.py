@@ -44,6 +44,7 @@ def render(results: dict[str, Any], plot: str | None) -> str:
             f"one wrk run at a connection count (p50 solid, p99 dashed).\n\n![latency]({plot})\n"
         )
     parts += [
+        _ensembler_metrics(results.get("ensembler_metrics")),
         _startup(results.get("startup", [])),
         _memory(results.get("memory", [])),
         _inprocess(results.get("inprocess", {})),
@@ -350,6 +351,56 @@ def _router(rows: list[dict[str, Any]]) -> str:
         "deadline in a run with that deadline (the router's default is 10 ms); *failed*: "
         "lost, refused or not 200. *CPU µs/req* is the server's alone (not nginx's). One run "
         "per case: noisier than the wrk matrix.\n\n" + _table(header, table)
+    )
+
+
+def _ensembler_metrics(results: dict[str, Any] | None) -> str:
+    if not results:
+        return ""
+    groups = _group(results["rows"], "connections", "server")
+    medians = {
+        key: (_median(r["rps"] for r in group), _median(r["cpu_us_per_request"] for r in group))
+        for key, group in groups.items()
+    }
+    baseline = results["baseline"]  # their set-up left out
+    table = []
+    for (connections, server), group in groups.items():
+        rps, cpu = medians[connections, server]
+        base_rps, base_cpu = medians.get((connections, baseline), (None, None))
+        scraped = results["scraped"].get(server) or {}
+        table.append(
+            [
+                str(connections),
+                server,
+                _spread([r["rps"] for r in group]),
+                _ratio(rps, base_rps),
+                _spread([r["cpu_us_per_request"] for r in group], 1, "{:.1f}"),
+                _ratio(cpu, base_cpu),
+                ", ".join(f"{k} {v:,.0f}" for k, v in scraped.items()) or "none",
+                str(sum(r["errors"] + r["non_2xx"] for r in group)),
+            ]
+        )
+    header = [
+        "conns",
+        "server",
+        "req/s",
+        "vs off",
+        "CPU µs/req",
+        "vs off",
+        "their samples on /metrics",
+        "errors",
+    ]
+    return (
+        "### An ensembler's own metrics: what they cost per request (0.5 KB, 1 worker, 1 core)\n\n"
+        f"`{baseline}` is ours with the set-up for an ensembler's `prometheus_client` "
+        "metrics left out (`bench/without_their_metrics.py`: no multiprocess directory, no "
+        "`PROMETHEUS_MULTIPROC_DIR`); the next row is the same trivial ensembler served as "
+        "shipped, i.e. an ensembler that does not import `prometheus_client`; `-theirs-idle` "
+        "imports it and makes a counter and a histogram when it loads but never updates them "
+        "(`bench/logic.py` `MeteredLogic`); `-theirs-updating` updates both on every request "
+        "(`CountingLogic`). *vs off* divides by the first row's median. *their samples*: the "
+        "`bench_*` totals and counts each server's `/metrics` showed after the runs.\n\n"
+        + _table(header, table)
     )
 
 

@@ -4,7 +4,8 @@
 and wrk on core 1: requests/s and latency percentiles per payload and connection
 count (servers alternated A/B/A/B, warm-up first, medians of several runs), a
 latency/throughput curve, the same through the router's own client (Go's net/http,
-`bench.router_load`) directly and through nginx, time from process start to first
+`bench.router_load`) directly and through nginx, what an ensembler's own
+``prometheus_client`` metrics cost per request, time from process start to first
 200, memory per worker with a 200 MB artifact, the core's in-process overhead, and
 start-up imports. It writes everything to ``bench/out/results.json`` and the
 readable report between the markers of ``docs/benchmarks.md`` (the rest of that file
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -112,7 +114,18 @@ class Bench:
         if not (example / "MLmodel").is_file():
             save = ROOT / "examples" / "weighted" / "save.py"
             subprocess.run([sys.executable, str(save), str(example)], check=True, **QUIET)
-        self.models = {"ours": models / "ours", "turing": models / "turing", "example": example}
+        metered = models / "metered"
+        if not (metered / "updating" / "MLmodel").is_file():
+            save = BENCH / "save.py"
+            subprocess.run(
+                [sys.executable, str(save), "metered", str(metered)], check=True, **QUIET
+            )
+        self.models = {
+            "ours": models / "ours",
+            "turing": models / "turing",
+            "example": example,
+            "metered": metered,
+        }
 
     def save_models(self, target: Path, python: str, sdk: str) -> None:
         stamp = target / f".saved-{self.args.ballast_mb:g}mb"
@@ -163,35 +176,40 @@ class Bench:
         """The main matrix, servers alternated within each run so drift hits all alike."""
         args = self.args
         started = [self.start(s, self.model(s, "trivial")) for s in self.load_servers()]
-        rows: list[dict[str, Any]] = []
         try:
             cases = [(p, c) for p in args.payloads.split(",") for c in ints(args.connections)]
-            for payload_name, connections in cases:
-                for running in started:
-                    self.wrk(running, body(SIZES[payload_name]), connections, args.warmup)
-            for run in range(args.runs):
-                for payload_name, connections in cases:
-                    # Rotate the order too, so no server always runs first.
-                    for i in range(len(started)):
-                        running = started[(i + run) % len(started)]
-                        result = self.wrk(
-                            running, body(SIZES[payload_name]), connections, args.duration
-                        )
-                        rows.append(
-                            {
-                                "server": running.server.name,
-                                "payload": payload_name,
-                                "connections": connections,
-                                "run": run,
-                                **result,
-                            }
-                        )
-                        self.progress(rows[-1])
-            self.results["load"] = rows
+            self.results["load"] = self.alternated(started, cases, args.duration)
             self.results["curve"] = self.curve(started)
         finally:
             for running in started:
                 running.stop()
+
+    def alternated(
+        self, started: list[Running], cases: list[tuple[str, int]], duration: float
+    ) -> list[dict[str, Any]]:
+        """Each (payload, connections) case on every server, warm-up first, then
+        ``--runs`` runs of all cases with the servers alternated within each run."""
+        for payload_name, connections in cases:
+            for running in started:
+                self.wrk(running, body(SIZES[payload_name]), connections, self.args.warmup)
+        rows: list[dict[str, Any]] = []
+        for run in range(self.args.runs):
+            for payload_name, connections in cases:
+                # Rotate the order too, so no server always runs first.
+                for i in range(len(started)):
+                    running = started[(i + run) % len(started)]
+                    result = self.wrk(running, body(SIZES[payload_name]), connections, duration)
+                    rows.append(
+                        {
+                            "server": running.server.name,
+                            "payload": payload_name,
+                            "connections": connections,
+                            "run": run,
+                            **result,
+                        }
+                    )
+                    self.progress(rows[-1])
+        return rows
 
     def curve(self, started: list[Running]) -> list[dict[str, Any]]:
         """Latency against throughput: one short run per connection count, 5 KB bodies."""
@@ -284,6 +302,40 @@ class Bench:
             running.stop()
             running.log.unlink(missing_ok=True)  # megabytes of request logs (Turing's DEBUG)
         return rows
+
+    def ensembler_metrics(self) -> None:
+        """What the ensembler's own ``prometheus_client`` metrics cost a request.
+
+        The trivial ensembler served as shipped (``prometheus_client``'s multiprocess
+        directory made at start, which it never uses) against the same with that set-up
+        left out (`servers.without_their_metrics`), and two ensemblers that make metrics
+        of their own, one leaving them alone and one updating two per request; 0.5 KB
+        bodies (where a cost per request shows most), short runs, servers alternated.
+        Each server's ``/metrics`` is read at the end: what of the ensembler's it shows.
+        """
+        front_end = self.default_front_end
+        plain = servers.ours(front_end)
+        metered = self.models["metered"]
+        cases = [
+            (servers.without_their_metrics(front_end), self.models["ours"] / "trivial"),
+            (plain, self.models["ours"] / "trivial"),
+            (dataclasses.replace(plain, name=f"{front_end}-theirs-idle"), metered / "idle"),
+            (dataclasses.replace(plain, name=f"{front_end}-theirs-updating"), metered / "updating"),
+        ]
+        started = [self.start(server, model) for server, model in cases]
+        try:
+            duration = min(self.args.duration, 3)
+            rows = self.alternated(
+                started, [("0.5KB", c) for c in ints(self.args.connections)], duration
+            )
+            scraped = {
+                r.server.name: their_samples(servers.get(r.port, "/metrics")[1]) for r in started
+            }
+        finally:
+            for running in started:
+                running.stop()
+        baseline = started[0].server.name
+        self.results["ensembler_metrics"] = {"baseline": baseline, "rows": rows, "scraped": scraped}
 
     def startup(self) -> None:
         """Time from process start to first 200, and the memory of the idle server then."""
@@ -458,7 +510,29 @@ ROUTER_POOL = 100
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 # The measuring steps, in the order a full run takes them (scaling only with --scaling).
-STEPS = ("inprocess", "throughput", "router", "variants", "startup", "memory", "imports", "scaling")
+STEPS = (
+    "inprocess",
+    "throughput",
+    "router",
+    "variants",
+    "ensembler_metrics",
+    "startup",
+    "memory",
+    "imports",
+    "scaling",
+)
+
+
+def their_samples(scrape: bytes) -> dict[str, float]:
+    """The ``bench_*`` totals and counts of a ``/metrics`` scrape, summed over labels:
+    the metrics of `logic.MeteredLogic` that the server found."""
+    found: dict[str, float] = {}
+    for line in scrape.decode().splitlines():
+        name, _, value = line.partition(" ")
+        name = name.partition("{")[0]
+        if name.startswith("bench_") and name.endswith(("_total", "_count")):
+            found[name] = found.get(name, 0.0) + float(value.split()[0])
+    return found
 
 
 def command() -> str:

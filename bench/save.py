@@ -1,9 +1,11 @@
-"""Save the benchmark ensemblers with one SDK: ``python bench/save.py {ours,turing} DIR [MB]``.
+"""Save the benchmark ensemblers: ``python bench/save.py {ours,turing,metered} DIR [MB]``.
 
 Run with our ``.venv`` for ``ours`` and with ``bench/.venv-ref`` (Turing's SDK) for
 ``turing``; both save `logic.BenchLogic`, pickled by value, as two models in DIR:
 ``trivial`` (no artifacts) and ``ballast`` (holds an artifact of MB megabytes in memory,
-default 200, for the memory measurements).
+default 200, for the memory measurements). ``metered`` saves, with our SDK, the logic
+with ``prometheus_client`` metrics of its own: ``idle`` (`logic.MeteredLogic`, never
+updated) and ``updating`` (`logic.CountingLogic`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ def base_class(sdk: str) -> type:
     return PyFunc  # type: ignore[no-any-return]
 
 
-def save(sdk: str, path: Path, artifacts: dict[str, str] | None) -> None:
+def save(
+    sdk: str, path: Path, artifacts: dict[str, str] | None, logic_class: type = logic.BenchLogic
+) -> None:
     # Defined here, not in logic.py, so each SDK gets its own subclass; by value, so
     # neither server needs bench/ on its path.
     cloudpickle.register_pickle_by_value(logic)
-    ensembler = type("BenchEnsembler", (logic.BenchLogic, base_class(sdk)), {})()
+    ensembler = type("BenchEnsembler", (logic_class, base_class(sdk)), {})()
     if path.exists():
         shutil.rmtree(path)
     if sdk == "turing":
@@ -60,6 +64,11 @@ def write_ballast(path: Path, megabytes: float) -> None:
 def main(sdk: str, target: str, megabytes: float = 200) -> None:
     out = Path(target)
     out.mkdir(parents=True, exist_ok=True)
+    if sdk == "metered":
+        save("ours", out / "idle", None, logic.MeteredLogic)
+        save("ours", out / "updating", None, logic.CountingLogic)
+        print(f"saved the metered benchmark ensemblers to {out}")
+        return
     ballast = out.parent / f"ballast-{megabytes:g}mb.bin"
     write_ballast(ballast, megabytes)
     save(sdk, out / "trivial", None)

@@ -31,12 +31,14 @@ class Server:
     front_end: str = "asgi"
     flags: tuple[str, ...] = ()
     """Extra flags: Turing's ``-l WARNING``, or ours like ``--force-mlflow``."""
+    runner: tuple[str, ...] = ("-m", "pyfunc_ensembler")
+    """What our Python runs: the package, or a script around its command line."""
 
     def argv(self, model: Path, port: int, workers: int = 1) -> list[str]:
         if self.turing:
             runner = [str(REFERENCE_PYTHON), str(BENCH / "turing_main.py")]
             return [*runner, "--mlflow_ensembler_dir", str(model), *self.flags]
-        serve = [str(OUR_PYTHON), "-m", "pyfunc_ensembler", "serve", str(model)]
+        serve = [str(OUR_PYTHON), *self.runner, "serve", str(model)]
         options = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
         return [*serve, *options, "--server", self.front_end, *self.flags]
 
@@ -55,6 +57,12 @@ SUFFIXES = {"--force-mlflow": "-mlflow", "--isolate": "-isolate", "--busy-poll":
 def ours(front_end: str, *flags: str) -> Server:
     suffix = "".join(SUFFIXES.get(flag, "") for flag in flags)
     return Server(f"{front_end}{suffix}", front_end=front_end, flags=flags)
+
+
+def without_their_metrics(front_end: str) -> Server:
+    """Ours with the set-up for the ensembler's own metrics left out (the script's doc)."""
+    script = str(BENCH / "without_their_metrics.py")
+    return Server(f"{front_end}-theirs-off", front_end=front_end, runner=(script,))
 
 
 def our_front_ends() -> list[str]:
@@ -150,10 +158,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def get(port: int, path: str, timeout: float = 10) -> tuple[int, bytes]:
+    return _request(port, "GET", path, None, timeout)
+
+
 def post(port: int, body: bytes, timeout: float = 10) -> tuple[int, bytes]:
+    return _request(port, "POST", "/ensemble", body, timeout)
+
+
+def _request(
+    port: int, method: str, path: str, body: bytes | None, timeout: float
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", "/ensemble", body=body, headers=HEADERS)
+        conn.request(method, path, body=body, headers=HEADERS if body is not None else {})
         response = conn.getresponse()
         return response.status, response.read()
     finally:

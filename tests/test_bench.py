@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import importtime, payloads, procstats, report
+from bench import importtime, payloads, procstats, report, run
 from tests.helpers import ROOT
 
 IMPORTTIME = """\
@@ -59,6 +59,20 @@ def test_procstats_reads_a_process_tree_its_cpu_and_memory() -> None:
         child.wait()
 
 
+def test_their_samples_sums_the_bench_metrics_totals_and_counts_over_labels() -> None:
+    scrape = b"""# TYPE ensembler_requests_total counter
+ensembler_requests_total{code="200"} 7
+# TYPE bench_answers counter
+bench_answers_total{default_route="control"} 3.0
+bench_answers_total{default_route="None"} 2.0
+bench_answers_created{default_route="control"} 1.7e9
+bench_score_bucket{le="0.25"} 1.0
+bench_score_count 4.0
+bench_score_sum 1.5
+"""
+    assert run.their_samples(scrape) == {"bench_answers_total": 5.0, "bench_score_count": 4.0}
+
+
 def test_report_rewrites_only_its_own_block(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{report.BEGIN}\nold\n{report.END}\n\n## Batch\n\nkept\n")
@@ -68,6 +82,8 @@ def test_report_rewrites_only_its_own_block(tmp_path: Path) -> None:
     assert text.endswith("## Batch\n\nkept\n")
     assert "| 5KB | 32 | native | 20,000 | 10.00× | 2.50× |" in text  # noqa: RUF001
     assert "| native req/s at 32 connections ≥ 10× Turing's (5 KB) | 10× | yes |" in text  # noqa: RUF001
+    assert "| 32 | native-theirs-off | 10,000 | 1.00× | 40.0 | 1.00× | none | 0 |" in text  # noqa: RUF001
+    assert "| 32 | native | 9,000 | 0.90× | 50.0 | 1.25× | bench_score_count 0 | 0 |" in text  # noqa: RUF001
     assert (tmp_path / "plot.png").stat().st_size > 0
     report.write(_results(), doc, tmp_path / "plot.png")
     assert doc.read_text() == text  # a rewrite changes nothing (no blank lines pile up)
@@ -152,7 +168,17 @@ def _results() -> dict[str, object]:
         for timeout in (10, 100)
     ]
     router[0]["per_second"] = 1  # the 10 ms run's req/s is not the one reported
-    return {"meta": meta, "load": rows, "curve": curve, "router": router}
+    metered = {
+        "baseline": "native-theirs-off",
+        "rows": [
+            {**row(server, rps), "payload": "0.5KB", "cpu_us_per_request": cpu}
+            for server, rps, cpu in (("native-theirs-off", 10000, 40.0), ("native", 9000, 50.0))
+        ],
+        "scraped": {"native-theirs-off": {}, "native": {"bench_score_count": 0.0}},
+    }
+    return {
+        "meta": meta, "load": rows, "curve": curve, "router": router, "ensembler_metrics": metered
+    }  # fmt: skip
 
 
 @pytest.mark.timeout(900)
@@ -182,6 +208,19 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     variants = results["variants"]
     assert {r["server"] for r in variants} == {"turing-debug", "native-isolate"}
     assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in variants)
+    metered = results["ensembler_metrics"]
+    names = ("native-theirs-off", "native", "native-theirs-idle", "native-theirs-updating")
+    assert {r["server"] for r in metered["rows"]} == set(names)
+    assert metered["baseline"] == "native-theirs-off"
+    assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in metered["rows"])
+    # Each server served what its row says: no ensembler metrics, made and left alone,
+    # or updated on every request (warm-up and readiness probes counted too).
+    scraped = metered["scraped"]
+    assert scraped["native-theirs-off"] == scraped["native"] == {}
+    assert scraped["native-theirs-idle"] == {"bench_score_count": 0}
+    updating = scraped["native-theirs-updating"]
+    measured = sum(r["requests"] for r in metered["rows"] if r["server"] == names[-1])
+    assert updating["bench_answers_total"] == updating["bench_score_count"] >= measured
     assert {r["workers"] for r in results["memory"] if r["server"] != "turing"} == {1, 2}
     assert all(r["seconds"] > 0 and r["pss"] > 0 for r in results["startup"])
     assert set(results["inprocess"]) == set(payloads.SIZES)
@@ -189,7 +228,8 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     assert "mlflow" not in lean["imported"] and "mlflow" in mlflow["imported"]
     assert results["scaling"]["rows"][0]["workers"] == 1  # more only where cores allow
     text = doc.read_text()
-    headings = ("Targets", "Throughput", "router's own client", "Start-up", "Memory", "imports")
+    headings = ("Targets", "Throughput", "router's own client", "own metrics", "Start-up", "Memory")
+    headings += ("imports",)
     for heading in (*headings, "In-process"):
         assert heading in text
     assert plot.stat().st_size > 0
