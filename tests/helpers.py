@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,16 @@ def wait_for_children(pid: int, count: int, exclude: set[int], timeout: float = 
             return new
         time.sleep(0.05)
     raise AssertionError(f"expected {count} new workers, have {children(pid)}")
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
+    """`check()`'s first truthy value, polled every `every` s until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every)
+    raise AssertionError(f"{check} stayed false for {timeout} s")
 
 
 def scrape(port: int, path: str = "/metrics") -> str:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     usage, exit so too); a failure of ours (`EnsemblerError`: the model does not
     load, an invalid job, a missing extra) or of the system (`OSError`: the port is
     taken) exits with 1. People read these, so no traceback; anything else is a bug,
-    and its traceback is kept.
+    and its traceback is kept. Ctrl-C (and SIGTERM in `batch`) ends with one line too,
+    and the status a shell gives a process that signal killed (130, 143).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -105,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: {exc.message}", file=sys.stderr)
     except OSError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)  # lifecycle.Interrupted's
+        print(f"{prog}: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     return 1
 
 
@@ -378,6 +384,9 @@ def run_batch(settings: Settings, args: argparse.Namespace) -> int:
             options["batch_size"] = args.batch_size
         if args.processes is not None:
             options["processes"] = args.processes
+    from pyfunc_ensembler.lifecycle import raise_on_signals
+
+    raise_on_signals()  # the job stops as a failed one does: its sink is left as it was
     report = batch.run(job, args.engine, **options)
     print(report.summary(), file=sys.stderr)
     if args.report:

@@ -211,6 +211,36 @@ def force_exit(signum: int) -> None:
     os._exit(1)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a command that has no graceful shutdown (`raise_on_signals`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+def raise_on_signals() -> None:
+    """Make SIGTERM as well as SIGINT raise (`Interrupted`) in this process.
+
+    For a batch job: it then stops as a job that failed does, which leaves its sink as
+    it was, where SIGTERM (a deleted pod) would kill it with its staged output left
+    behind. Processes forked from this one (the engine's workers) inherit the handler:
+    they are their parent's to stop, so there SIGINT does nothing (a Ctrl-C reaches the
+    whole process group) and SIGTERM kills as it does by default, without a traceback.
+    """
+    parent = os.getpid()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() == parent:
+            raise Interrupted(signum)
+        if signum != signal.SIGINT:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in SIGNALS:
+        signal.signal(signum, stop)
+
+
 def signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name

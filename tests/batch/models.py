@@ -42,3 +42,17 @@ class DiesOnSeven(PyFunc):
 
             os._exit(3)
         return float(input["id"])
+
+
+class Slow(PyFunc):
+    """10 ms a row, after saying it has begun: a file named by ``$SLOW_STARTED`` and its pid."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        import os
+        import time
+
+        started = f"{os.environ['SLOW_STARTED']}.{os.getpid()}"
+        if not os.path.exists(started):
+            open(started, "w").close()
+        time.sleep(0.01)
+        return float(input["id"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,7 +17,7 @@ from pyfunc_ensembler.errors import BatchError, EnsembleFailed
 from tests.batch import models
 from tests.batch.conftest import save
 from tests.batch.tables import typed_table
-from tests.helpers import run_cli
+from tests.helpers import CLI, run_cli, wait_for
 
 
 def test_the_output_is_the_single_processs(pick_model: str, tmp_path: Path) -> None:
@@ -65,3 +67,57 @@ def test_the_cli_takes_processes(pick_model: str, tmp_path: Path) -> None:
                    "--processes", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert pq.read_table(tmp_path / "o.parquet").column("result").to_pylist()[0] == 2**40
+
+
+@pytest.mark.parametrize(
+    ("processes", "signum", "to_group"),
+    [
+        (1, signal.SIGINT, False),
+        (2, signal.SIGINT, True),  # Ctrl-C: the terminal signals the whole process group
+        (2, signal.SIGTERM, False),  # a deleted pod
+    ],
+)
+def test_a_signal_stops_the_job_in_one_line_and_leaves_the_sink_as_it_was(
+    processes: int, signum: signal.Signals, to_group: bool, tmp_path: Path
+) -> None:
+    model = save(models.Slow(), tmp_path / "model")
+    pq.write_table(pa.table({"id": list(range(10000))}), tmp_path / "in.parquet")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "scores.csv").write_text("the last run's\n")
+    started = tmp_path / "started"
+    job = subprocess.Popen(
+        [*CLI, "batch", "--ensembler", model, "--input", str(tmp_path / "in.parquet"),
+         "--output", str(tmp_path / "out" / "scores.csv"), "--save-mode", "overwrite",
+         "--batch-size", "100", "--processes", str(processes)],
+        env={**os.environ, "SLOW_STARTED": str(started)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell's job has
+    )  # fmt: skip
+    try:
+        # Every process that ensembles has begun a row (a worker per process, or this one).
+        begun = lambda: len(list(tmp_path.glob("started.*"))) == processes  # noqa: E731
+        wait_for(lambda: begun() or job.poll() is not None, every=0.02)
+        assert job.poll() is None, job.communicate()[1]
+        if to_group:
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
+        _, stderr = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == 128 + signum
+    # One line from the command, and nothing from its workers (they share its stderr).
+    assert stderr == f"pyfunc-ensembler batch: interrupted by {signum.name}\n"
+    assert os.listdir(tmp_path / "out") == ["scores.csv"]  # no staged output left
+    assert (tmp_path / "out" / "scores.csv").read_text() == "the last run's\n"
+    # Its workers have ended with it.
+    wait_for(lambda: not _group_alive(job.pid), every=0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -9,10 +9,8 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from tests.helpers import (
     console_spans,
     free_port,
     scrape,
+    wait_for,
     wait_for_children,
 )
 
@@ -268,16 +267,6 @@ def test_a_real_prometheus_scrapes_two_workers(instrumented_model: Path, tmp_pat
         _, err = prometheus.communicate(timeout=30)
         server.stop()
     assert prometheus.returncode == 0, err.decode()[-2000:]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60) -> Any:
-    """`check()`'s first truthy value, polled until `timeout` (Prometheus scrapes each second)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"{check} stayed false for {timeout} s")
 
 
 def _prometheus_api(port: int, path: str) -> Any:
