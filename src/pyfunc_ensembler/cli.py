@@ -66,7 +66,8 @@ examples:
 
 The job file's shape, the result types and save modes: docs/batch.md. Prints one
 line with rows and rows/s at the end (a progress bar on a terminal); exit status 0,
-or 1 with the reason (an invalid job lists every problem with its field's path).
+or 1 with the reason (an invalid job lists every problem with its field's path), or
+130/143 when SIGINT/SIGTERM stopped it. A job that fails leaves the output as it was.
 """
 
 
