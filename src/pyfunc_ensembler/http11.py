@@ -230,6 +230,49 @@ class ServerState:
 class Connection(asyncio.Protocol):
     """One client connection: parses requests, answers them in order, enforces limits."""
 
+    # Slots, not an instance dict: CPython shares one dict layout among instances for
+    # up to 30 attributes only; past that, each connection built a dict of its own,
+    # costing every new connection and every attribute read on a kept-alive one.
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_codings",
+        "_content_coding",
+        "_continue_owed",
+        "_deadline",
+        "_decided",
+        "_declared",
+        "_drained",
+        "_eof",
+        "_expect_continue",
+        "_head",
+        "_head_size",
+        "_headers",
+        "_hosts",
+        "_in_head",
+        "_keep_alive",
+        "_linger_until",
+        "_lingering",
+        "_max_body",
+        "_max_head",
+        "_mode",
+        "_queue",
+        "_reading_paused",
+        "_receiving",
+        "_stalled_until",
+        "_stopped",
+        "_transfer_coding",
+        "_unseen",
+        "_url",
+        "_worker",
+        "_writing_paused",
+        "core",
+        "limits",
+        "parser",
+        "state",
+        "transport",
+    )
+
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.core = state.core
