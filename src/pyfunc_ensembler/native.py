@@ -2,11 +2,12 @@
 
 `serve` runs one worker's event loop: it accepts connections (each an `http11.Connection`),
 ticks a clock that refreshes the Date header and enforces every connection's deadlines,
-and on SIGTERM/SIGINT shuts down gracefully (`shut_down`): stop accepting (the
-connections already queued are accepted and answered), tell the core (readiness goes
-false), answer every request already sent with ``Connection: close``, close a
-connection that stays idle, let requests in flight finish within ``--graceful-timeout``,
-then close what is left. A second signal exits at once.
+and on SIGTERM/SIGINT shuts down gracefully (`shut_down`): tell the core (readiness goes
+false), stop accepting without resetting a connection (`lifecycle.stop_listening`: the
+connections queued are accepted and answered), answer every request already received,
+the last on each connection with ``Connection: close``, close a connection that stays
+idle, let requests in flight finish within ``--graceful-timeout``, then close what is
+left. A second signal exits at once.
 """
 
 from __future__ import annotations
