@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,6 +114,27 @@ def test_a_signal_stops_the_job_in_one_line_and_leaves_the_sink_as_it_was(
     assert (tmp_path / "out" / "scores.csv").read_text() == "the last run's\n"
     # Its workers have ended with it.
     wait_for(lambda: not _group_alive(job.pid), every=0.02)
+
+
+def test_the_workers_of_a_job_killed_outright_end_with_it(tmp_path: Path) -> None:
+    model = save(models.Slow(), tmp_path / "model")
+    pq.write_table(pa.table({"id": list(range(10000))}), tmp_path / "in.parquet")
+    started = tmp_path / "started"
+    job = subprocess.Popen(
+        [*CLI, "batch", "--ensembler", model, "--input", str(tmp_path / "in.parquet"),
+         "--output", str(tmp_path / "out.csv"), "--batch-size", "100", "--processes", "2"],
+        env={**os.environ, "SLOW_STARTED": str(started)},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2 or job.poll() is not None)
+        assert job.poll() is None
+        job.kill()  # as the OOM killer does: no handler runs, no clean-up
+        job.wait()
+        wait_for(lambda: not _group_alive(job.pid), every=0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from pyfunc_ensembler.batch.apply import Applied, TableEnsembler
 from pyfunc_ensembler.errors import BatchError, EnsemblerError
+from pyfunc_ensembler.lifecycle import die_with_parent
 
 
 def default_processes() -> int:
@@ -57,7 +58,7 @@ class Workers:
         for _ in range(processes):
             parent, child = context.Pipe()
             process = context.Process(
-                target=_serve, args=(ensembler, child), daemon=True, name="ensembler"
+                target=_serve, args=(ensembler, child, os.getpid()), daemon=True, name="ensembler"
             )
             process.start()
             child.close()
@@ -138,7 +139,7 @@ class Workers:
             conn.close()
 
 
-def _serve(ensembler: TableEnsembler, conn: Connection) -> None:
+def _serve(ensembler: TableEnsembler, conn: Connection, parent: int) -> None:
     """A worker: batches in, result columns out, until an empty message or the parent's end.
 
     A thread sends the answers, so that the next batch is taken and ensembled while the
@@ -146,6 +147,9 @@ def _serve(ensembler: TableEnsembler, conn: Connection) -> None:
     the other).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # A parent killed outright (SIGKILL, the OOM killer) would leave this one waiting
+    # forever: its siblings hold the other end of its pipe open, so it never reads EOF.
+    die_with_parent(signal.SIGKILL, parent)
     answers: queue.Queue[list[bytes | memoryview] | None] = queue.Queue(maxsize=1)
     sender = threading.Thread(target=_send, args=(conn, answers), daemon=True)
     sender.start()
