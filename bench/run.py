@@ -151,8 +151,24 @@ class Bench:
         log = self.out / "logs" / f"{server.name}-{port}.log"
         cpus = cpus or self.server_cpus
         running = Running(server, model, port, cpus, log, workers, python_flags)
-        running.wait_ready(body(SIZES["0.5KB"]))
+        try:
+            running.wait_ready(body(SIZES["0.5KB"]))
+        except BaseException:
+            running.stop()  # it may be up yet not answering: not left behind
+            raise
         return running
+
+    def start_all(self, cases: list[tuple[Server, Path]]) -> list[Running]:
+        """`start` each ``(server, model)``; if one fails, those started are stopped."""
+        started: list[Running] = []
+        try:
+            for server, model in cases:
+                started.append(self.start(server, model))
+        except BaseException:
+            for running in started:
+                running.stop()
+            raise
+        return started
 
     def load_servers(self) -> list[Server]:
         ours = [servers.ours(front_end) for front_end in self.front_ends]
@@ -175,7 +191,7 @@ class Bench:
     def throughput(self) -> None:
         """The main matrix, servers alternated within each run so drift hits all alike."""
         args = self.args
-        started = [self.start(s, self.model(s, "trivial")) for s in self.load_servers()]
+        started = self.start_all([(s, self.model(s, "trivial")) for s in self.load_servers()])
         try:
             cases = [(p, c) for p in args.payloads.split(",") for c in ints(args.connections)]
             self.results["load"] = self.alternated(started, cases, args.duration)
@@ -233,7 +249,7 @@ class Bench:
         chosen = [servers.ours(self.default_front_end)]
         if self.reference:
             chosen.insert(0, servers.turing())
-        started = [self.start(s, self.model(s, "trivial")) for s in chosen]
+        started = self.start_all([(s, self.model(s, "trivial")) for s in chosen])
         proxies = [
             nginx.Proxy(r.port, self.out / "nginx" / r.server.name, self.load_cpus) for r in started
         ]
@@ -322,7 +338,7 @@ class Bench:
             (dataclasses.replace(plain, name=f"{front_end}-theirs-idle"), metered / "idle"),
             (dataclasses.replace(plain, name=f"{front_end}-theirs-updating"), metered / "updating"),
         ]
-        started = [self.start(server, model) for server, model in cases]
+        started = self.start_all(cases)
         try:
             duration = min(self.args.duration, 3)
             rows = self.alternated(
