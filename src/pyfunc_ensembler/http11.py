@@ -250,6 +250,7 @@ class Connection(asyncio.Protocol):
         "_headers",
         "_hosts",
         "_in_head",
+        "_inline",
         "_keep_alive",
         "_linger_until",
         "_lingering",
