@@ -16,7 +16,8 @@ Parquet table (an id, a feature, two routes):
   --output out/ --result-type DOUBLE --processes P`` as a process, timed from its start
   to its exit (interpreter start, imports, model load, read, ensemble, write), with its
   peak memory: RSS and PSS summed over it and its workers, sampled every 20 ms from /proc
-  (PSS counts the pages the workers share with it once).
+  (PSS counts the pages the workers share with it once), and the CPU seconds it and its
+  workers used (on a busy machine wall time moves with others' load, CPU time much less).
 - *bigquery* (``--bigquery``): bqemulator on loopback (`make install` makes its venv);
   Parquet -> BigQuery (the Storage Write API and the copy job), then BigQuery ->
   BigQuery (the Storage Read API in as well), same command.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -131,6 +133,7 @@ def bench_cli(args: list[str], env: dict[str, str] | None = None) -> dict[str, A
     """One ``pyfunc-ensembler batch`` process: its report, wall time and peak memory."""
     with tempfile.TemporaryDirectory() as work:
         report_path = Path(work) / "report.json"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         process = subprocess.Popen(
             [*CLI, *args, "--report", str(report_path)],
@@ -141,6 +144,7 @@ def bench_cli(args: list[str], env: dict[str, str] | None = None) -> dict[str, A
         memory = PeakMemory(process.pid)
         _, err = process.communicate()
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         memory.stop()
         if process.returncode:
             raise RuntimeError(f"batch failed: {err.decode()[-2000:]}")
@@ -151,6 +155,8 @@ def bench_cli(args: list[str], env: dict[str, str] | None = None) -> dict[str, A
         "rows_per_second": report["rows"] / seconds,
         "job_seconds": report["seconds"],
         "timings": report["timings"],
+        # Its CPU time and its reaped workers': what others' load moves least.
+        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         "peak_rss_mb": memory.rss / 1024,
         "peak_pss_mb": memory.pss / 1024,
     }

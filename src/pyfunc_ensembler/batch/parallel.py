@@ -58,7 +58,10 @@ class Workers:
         for _ in range(processes):
             parent, child = context.Pipe()
             process = context.Process(
-                target=_serve, args=(ensembler, child, os.getpid()), daemon=True, name="ensembler"
+                target=_serve,
+                args=(ensembler, child, [*self._conns, parent], os.getpid()),
+                daemon=True,
+                name="ensembler",
             )
             process.start()
             child.close()
@@ -139,7 +142,9 @@ class Workers:
             conn.close()
 
 
-def _serve(ensembler: TableEnsembler, conn: Connection, parent: int) -> None:
+def _serve(
+    ensembler: TableEnsembler, conn: Connection, parents: list[Connection], parent: int
+) -> None:
     """A worker: batches in, result columns out, until an empty message or the parent's end.
 
     A thread sends the answers, so that the next batch is taken and ensembled while the
@@ -150,6 +155,8 @@ def _serve(ensembler: TableEnsembler, conn: Connection, parent: int) -> None:
     # A parent killed outright (SIGKILL, the OOM killer) would leave this one waiting
     # forever: its siblings hold the other end of its pipe open, so it never reads EOF.
     die_with_parent(signal.SIGKILL, parent)
+    for inherited in parents:  # the parent's ends, forked along: held here, a dead parent's
+        inherited.close()  # pipe would never read as ended where that signal does not exist
     answers: queue.Queue[list[bytes | memoryview] | None] = queue.Queue(maxsize=1)
     sender = threading.Thread(target=_send, args=(conn, answers), daemon=True)
     sender.start()
@@ -185,12 +192,15 @@ def _answer(
 
 
 def _send(conn: Connection, answers: queue.Queue[list[bytes | memoryview] | None]) -> None:
+    """Send each answer; once the parent is gone, drop them (so that the worker's thread,
+    which then reads the end of its input, never waits on a full queue)."""
+    gone = False
     while (messages := answers.get()) is not None:
         try:
-            for message in messages:
+            for message in messages if not gone else ():
                 conn.send_bytes(message)
-        except OSError:  # the parent is gone
-            return
+        except OSError:
+            gone = True
 
 
 def _encode(batch: pa.RecordBatch) -> memoryview:
