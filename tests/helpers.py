@@ -116,6 +116,15 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in file.read().split()]
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie, not yet reaped, has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def wait_for_children(pid: int, count: int, exclude: set[int], timeout: float = 30) -> list[int]:
     """Wait until `pid` has `count` children outside `exclude`; their pids."""
     deadline = time.monotonic() + timeout

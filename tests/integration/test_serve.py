@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server, children, fixture_cases, wait_for_children
+from tests.helpers import Server, alive, children, fixture_cases, wait_for_children
 
 ROUTES = [
     {"route": "b", "data": 2, "is_default": False},
@@ -273,14 +273,6 @@ def test_a_dead_worker_is_replaced(test_models: dict[str, Path], front_end: str,
     assert "starting a new one" in log
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as file:
-            return "\nState:\tZ" not in file.read()
-    except FileNotFoundError:
-        return False
-
-
 def test_workers_die_with_a_killed_supervisor(test_models: dict[str, Path], front_end: str) -> None:
     server = Server([str(test_models["faulty"]), "--server", front_end, "--workers", "2"]).start()
     assert server.process is not None
@@ -288,6 +280,6 @@ def test_workers_die_with_a_killed_supervisor(test_models: dict[str, Path], fron
     server.process.kill()
     server.process.wait(10)
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server, fixture_cases
+from tests.helpers import Server, alive, fixture_cases
 from tests.reliability.net import VALID, body
 from tests.reliability.test_faulty_ensemblers import KILLS, children, hazard
 
@@ -37,14 +37,6 @@ def descendants(pid: int) -> set[int]:
     except FileNotFoundError:
         return set()
     return below.union(*(descendants(child) for child in below))
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def wait_until_gone(pids: set[int]) -> set[int]:

@@ -13,7 +13,6 @@ fails at all, none is even refused.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ import pytest
 
 from bench.router import build
 from tests import ensemblers
-from tests.helpers import Server
+from tests.helpers import Server, alive, children
 from tests.reliability.net import VALID, post_bytes, read_response, read_responses
 from tests.reliability.proxies import PROXIES, Proxy
 
@@ -179,19 +178,6 @@ def test_requests_pipelined_in_a_drain_are_all_answered_the_last_saying_close(
     assert code == 0, log
 
 
-def _workers(supervisor: int) -> set[int]:
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text()
-    return {int(pid) for pid in children.split()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("via", ["direct", "nginx"])
 def test_sighup_replaces_the_workers_one_by_one_without_a_failed_request(
     router: Path, front_end: str, via: str, tmp_path: Path, proxy_factory: list[Proxy]
@@ -206,18 +192,18 @@ def test_sighup_replaces_the_workers_one_by_one_without_a_failed_request(
     load = Load(router, f"http://127.0.0.1:{port}/ensemble")
     try:
         load.wait_answered(ANSWERS)
-        old = _workers(server.process.pid)
+        old = set(children(server.process.pid))
         assert len(old) == 2 and server.post_json(VALID) == (200, "v1")
         # A new version where the model was: the new workers must load it.
         shutil.rmtree(model)
         ensemblers.save_model(ensemblers.Versioned("v2"), model)
         server.process.send_signal(signal.SIGHUP)
-        while any(_alive(pid) for pid in old):  # every old worker has drained and exited
+        while any(alive(pid) for pid in old):  # every old worker has drained and exited
             assert server.process.poll() is None
             time.sleep(0.05)
         load.wait_answered(load.answered + ANSWERS)
         summary = load.finish()
-        workers = _workers(server.process.pid)
+        workers = set(children(server.process.pid))
         answers = {server.post_json(VALID)[1] for _ in range(10)}
     finally:
         load.kill()
