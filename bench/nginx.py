@@ -1,9 +1,11 @@
-"""nginx (Debian's ``nginx-light``) as a reverse proxy in front of a server under test.
+"""nginx (Debian's ``nginx-light``) as a reverse proxy in front of a server under test,
+or as a server answering a constant: the fastest server a load generator can meet, which
+shows how many requests the load generator itself can send (`Constant`).
 
-Configured as an ingress would be: HTTP/1.1 to the upstream over a pool of kept-alive
-connections (``keepalive``, ``proxy_set_header Connection ""``), access log off, one
-worker process pinned beside the load generator. Everything it writes (pid, logs,
-temporary bodies) stays in its own directory. The reliability tests' nginx
+As a proxy it is configured as an ingress would be: HTTP/1.1 to the upstream over a pool
+of kept-alive connections (``keepalive``, ``proxy_set_header Connection ""``), access log
+off, one worker process pinned beside the load generator. Everything it writes (pid,
+logs, temporary bodies) stays in its own directory. The reliability tests' nginx
 (tests/reliability/proxies.py) is written by the same `command`.
 """
 
@@ -30,20 +32,28 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
-    upstream ensembler {{
-        server 127.0.0.1:{upstream}{max_fails};
-        keepalive {keepalive};
-    }}
+{upstream}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
-            proxy_pass http://ensembler;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+{location}
         }}
     }}
 }}
 """
+UPSTREAM = """\
+    upstream ensembler {{
+        server 127.0.0.1:{upstream}{max_fails};
+        keepalive {keepalive};
+    }}"""
+PROXY = """\
+            proxy_pass http://ensembler;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";"""
+CONSTANT = """\
+            keepalive_requests 1000000;  # as our servers: no limit on a kept connection
+            default_type application/json;
+            return 200 '{answer}';"""
 
 
 def ensure() -> str:
@@ -58,12 +68,13 @@ def ensure() -> str:
 def command(
     binary: str,
     root: Path,
-    upstream: int,
+    upstream: int | None,
     port: int,
     *,
     keepalive: int = 256,
     master_process: bool = True,
     max_fails: int | None = None,
+    answer: bytes = b"",
 ) -> list[str]:
     """Write ``root/nginx.conf`` for one nginx on `port` in front of `upstream`; the
     command that runs it in the foreground, logging to ``root/error.log``.
@@ -73,30 +84,36 @@ def command(
     (/var/lib/nginx) need not exist. `master_process` off leaves one process, the one
     started, so that a test that kills it leaves no orphaned worker; ``max_fails=0``
     never marks the upstream down, so that a refused connection (a restart) stays a
-    refusal and does not turn into "no live upstreams".
+    refusal and does not turn into "no live upstreams". Without an `upstream`, nginx
+    answers every request with `answer` itself.
     """
     root.mkdir(parents=True, exist_ok=True)
     config = root / "nginx.conf"
+    if upstream is None:
+        upstream_block, location = "", CONSTANT.format(answer=answer.decode())
+    else:
+        fails = "" if max_fails is None else f" max_fails={max_fails}"
+        upstream_block = UPSTREAM.format(upstream=upstream, max_fails=fails, keepalive=keepalive)
+        location = PROXY
+    master = "on" if master_process else "off"
     config.write_text(
         CONFIG.format(
-            root=root,
-            upstream=upstream,
-            port=port,
-            keepalive=keepalive,
-            master_process="on" if master_process else "off",
-            max_fails="" if max_fails is None else f" max_fails={max_fails}",
+            root=root, port=port, master_process=master, upstream=upstream_block, location=location
         )
     )
     return [binary, "-p", str(root), "-c", str(config), "-e", str(root / "error.log")]
 
 
 class Proxy:
-    """One nginx in front of `upstream`, listening on a free port of its own."""
+    """One nginx in front of `upstream` (or answering `answer` itself, without one),
+    listening on a free port of its own."""
 
-    def __init__(self, upstream: int, root: Path, cpus: str | None) -> None:
+    def __init__(
+        self, upstream: int | None, root: Path, cpus: str | None, answer: bytes = b""
+    ) -> None:
         self.port = servers.free_port()
         self.root = root
-        argv = command(ensure(), root, upstream, self.port)
+        argv = command(ensure(), root, upstream, self.port, answer=answer)
         if cpus is not None:
             argv = ["taskset", "-c", cpus, *argv]
         self.process = subprocess.Popen(argv, stderr=subprocess.PIPE)

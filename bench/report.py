@@ -136,12 +136,14 @@ def _targets(results: dict[str, Any]) -> str:
     fast = "native" if "native" in fronts else fronts[0]
     rows: list[list[str]] = []
 
-    def add(target: str, measured: float | None, limit: float, better: str, unit: str) -> None:
+    def add(
+        target: str, measured: float | None, limit: float, better: str, unit: str, note: str = ""
+    ) -> None:
         if measured is None:
             rows.append([target, "not measured", "–"])
             return
         met = measured >= limit if better == "higher" else measured <= limit
-        rows.append([target, f"{measured:,.3g}{unit}", "yes" if met else "**no**"])
+        rows.append([target, f"{measured:,.3g}{unit}{note}", "yes" if met else "**no**"])
 
     def at_5kb_32(key: str) -> dict[str, float | None]:
         return {
@@ -178,14 +180,19 @@ def _targets(results: dict[str, Any]) -> str:
     routed = _router_rows(results.get("router", []))
     router_turing = routed.get(("direct", 2, 32, "turing"))
     router_ours = routed.get(("direct", 2, 32, fast))
+    ceiling = routed.get(("direct", 2, 32, "nginx-constant"))
     if router_turing and router_ours:
+        turing_rate = router_turing["per_second"]
         add(
             f"{fast} req/s at 32 in flight ≥ 10× Turing's, router's client "
             "(Go net/http, default transport, 5 KB)",
-            router_ours["per_second"] / router_turing["per_second"],
+            router_ours["per_second"] / turing_rate,
             10,
             "higher",
             "×",
+            f" (the client's ceiling, `nginx-constant`: {ceiling['per_second'] / turing_rate:.3g}×)"
+            if ceiling
+            else "",
         )
     p99_turing = _median_of(load_rows, "p99_us", server="turing", payload="5KB", connections=1)
     for server in (fast, f"{fast}-busypoll"):
@@ -291,14 +298,28 @@ def _throughput(rows: list[dict[str, Any]], variants: list[dict[str, Any]]) -> s
 
 
 def _router_rows(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Per (path, idle connections, in flight, server): the run with the longest timeout
-    (its req/s, latencies, CPU), and ``timeouts`` as a share of requests at each timeout."""
+    """Per (path, idle connections, in flight, server): the runs with the longest timeout
+    (the medians over rounds of their req/s, latencies and CPU, ``rates`` each round's
+    req/s, ``failed`` their sum), and ``timeout_shares`` the share of requests past each
+    timeout over that timeout's runs."""
     cases: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, group in _group(rows, "path", "idle_per_host", "in_flight", "server").items():
-        longest = max(group, key=lambda r: r["timeout_ms"])
-        shares = {r["timeout_ms"]: r["timeouts"] / max(r["sent"], 1) for r in group}
-        cases[key] = {**longest, "timeout_shares": shares}
+        longest = max(r["timeout_ms"] for r in group)
+        runs = [r for r in group if r["timeout_ms"] == longest]
+        by_timeout = _group(group, "timeout_ms")
+        cases[key] = {
+            **{k: _median(r[k] for r in runs) for k in _ROUTER_MEDIANS},
+            "rates": [r["per_second"] for r in runs],
+            "failed": sum(r["lost"] + r["refused"] + r["non_2xx"] for r in runs),
+            "timeout_shares": {
+                timeout: sum(r["timeouts"] for r in of) / max(sum(r["sent"] for r in of), 1)
+                for (timeout,), of in by_timeout.items()
+            },
+        }
     return cases
+
+
+_ROUTER_MEDIANS = ("per_second", "p50_us", "p99_us", "cpu_us_per_request")
 
 
 def _router(rows: list[dict[str, Any]]) -> str:
@@ -306,24 +327,24 @@ def _router(rows: list[dict[str, Any]]) -> str:
         return ""
     cases = _router_rows(rows)
     timeouts = sorted({r["timeout_ms"] for r in rows})
+    rounds = len({r.get("round", 0) for r in rows})
     table = []
     for (path, idle, in_flight, server), case in cases.items():
         turing = cases.get((path, idle, in_flight, "turing"))
         shares = case["timeout_shares"]
-        failed = case["lost"] + case["refused"] + case["non_2xx"]
         table.append(
             [
                 path,
                 str(idle),
                 str(in_flight),
                 server,
-                f"{case['per_second']:,.0f}",
+                _spread(case["rates"]),
                 _ratio(case["per_second"], turing and turing["per_second"]),
                 f"{case['p50_us'] / 1000:.2f}",
                 f"{case['p99_us'] / 1000:.2f}",
                 *(f"{shares[t] * 100:.1f} %" if t in shares else "–" for t in timeouts),
                 f"{case['cpu_us_per_request']:.0f}",
-                str(failed),
+                str(case["failed"]),
             ]
         )
     header = [
@@ -346,11 +367,15 @@ def _router(rows: list[dict[str, Any]]) -> str:
         "more, so a request may have to open one) or one keeping 100, bodies of "
         "unknown length (chunked, through `io.NopCloser`), headers by `Header.Set`, a deadline "
         "per request. *path* `nginx` goes through nginx (one worker, kept-alive upstream "
-        "connections) on the load generator's core. req/s, latencies and CPU are from the run "
-        f"with the {timeouts[-1]} ms deadline; *timeouts* are the share of requests past each "
-        "deadline in a run with that deadline (the router's default is 10 ms); *failed*: "
-        "lost, refused or not 200. *CPU µs/req* is the server's alone (not nginx's). One run "
-        "per case: noisier than the wrk matrix.\n\n" + _table(header, table)
+        "connections) on the load generator's core. `nginx-constant` is nginx answering our "
+        "answer as a constant on the server's core: no server gets more out of this client on "
+        "its one core, so where ours comes close to it, the client is what limits the rate. "
+        f"{rounds} run(s) per case and server, alternated; req/s is the median (min–max), "
+        f"latencies and CPU medians, all from the runs with the {timeouts[-1]} ms deadline; "
+        "*timeouts* are the share of requests past each deadline in the runs with that "
+        "deadline (the router's default is 10 ms); *failed*: lost, refused or not 200, over "
+        "those runs. *CPU µs/req* is the server's alone (not nginx's in front of it).\n\n"
+        + _table(header, table)
     )
 
 

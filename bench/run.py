@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--curve-duration", type=int, default=5, help="seconds per curve point")
     add("--router-in-flight", default="1,32,64", help="router client: requests in flight")
     add("--router-timeouts", default="10,100", help="router client: per-request timeouts, ms")
-    add("--router-duration", type=int, default=5, help="seconds per router-client run")
+    add("--router-duration", type=int, default=3, help="seconds per router-client run")
+    add("--router-rounds", type=int, default=3, help="router-client runs per server and case")
     add("--start-repeats", type=int, default=5, help="starts per server for time to first 200")
     add("--ballast-mb", type=float, default=200, help="artifact size for the memory runs")
     add("--workers", default="1,4", help="worker counts for the memory runs")
@@ -77,11 +79,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.payloads, args.start_repeats, args.ballast_mb = "0.5KB", 1, 1
         args.workers, args.inprocess_seconds = "1,2", 0.05
         args.router_in_flight, args.router_timeouts, args.router_duration = "4", "100", 1
+        args.router_rounds = 1
     return args
 
 
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
+
+
+@dataclasses.dataclass
+class _Target:
+    """What the router's client is pointed at: a server's processes and, per path
+    (``direct``, ``nginx``), the port it is reached on."""
+
+    name: str
+    pids: Callable[[], list[int]]
+    ports: dict[str, int]
 
 
 class Bench:
@@ -240,8 +253,10 @@ class Bench:
     def router(self) -> None:
         """Turing's server and ours under the router's own client (`bench.router_load`):
         each in-flight count with the default transport (2 idle connections per host) and
-        with 100, directly and through nginx, at each per-request timeout; servers
-        alternated within each case, as in the main matrix."""
+        with 100, directly and through nginx, at each per-request timeout, `--router-rounds`
+        times with the servers alternated. Directly, also nginx answering ours's answer as
+        a constant on the server's core: no server can get more out of this client here,
+        so it shows where the client itself is what limits the rate."""
         args = self.args
         binary = router_load.build(self.out)
         body_file = self.out / "router-5KB.json"
@@ -250,49 +265,70 @@ class Bench:
         if self.reference:
             chosen.insert(0, servers.turing())
         started = self.start_all([(s, self.model(s, "trivial")) for s in chosen])
-        proxies = [
-            nginx.Proxy(r.port, self.out / "nginx" / r.server.name, self.load_cpus) for r in started
+        root = self.out / "nginx"
+        answer = servers.post(started[-1].port, body_file.read_bytes())[1]
+        constant = nginx.Proxy(None, root / CEILING, self.server_cpus, answer=answer)
+        proxies = [nginx.Proxy(r.port, root / r.server.name, self.load_cpus) for r in started]
+        targets = [
+            _Target(r.server.name, r.pids, {"direct": r.port, "nginx": p.port})
+            for r, p in zip(started, proxies, strict=True)
         ]
+        targets.append(_Target(CEILING, constant.pids, {"direct": constant.port}))
         rows: list[dict[str, Any]] = []
         try:
-            targets = {"direct": [r.port for r in started], "nginx": [p.port for p in proxies]}
             cases = [
                 (path, idle, in_flight, timeout)
-                for path in targets
+                for path in ("direct", "nginx")
                 for idle in (router_load.DEFAULT_TRANSPORT, ROUTER_POOL)
                 for in_flight in ints(args.router_in_flight)
                 for timeout in ints(args.router_timeouts)
             ]
-            for case_index, (path, idle, in_flight, timeout) in enumerate(cases):
-                for i in range(len(started)):
-                    index = (i + case_index) % len(started)  # no server always first
-                    running, port = started[index], targets[path][index]
-                    run = functools.partial(
-                        router_load.run, binary, port, body_file, in_flight, idle, timeout
-                    )
-                    if args.warmup:
-                        run(args.warmup, self.load_cpus)
-                    pids = running.pids()
-                    cpu_before = procstats.cpu_seconds(pids)
-                    result = run(args.router_duration, self.load_cpus)
-                    cpu = procstats.cpu_seconds(pids) - cpu_before
-                    row = {
-                        "server": running.server.name,
-                        "path": path,
-                        "idle_per_host": idle or 2,
-                        "in_flight": in_flight,
-                        "timeout_ms": timeout,
-                        "cpu_us_per_request": cpu / max(result["answered"], 1) * 1e6,
-                        **result,
-                    }
-                    rows.append(row)
-                    self.progress({k: v for k, v in row.items() if k not in ("errors", "statuses")})
+            for round_index in range(args.router_rounds):
+                for case_index, case in enumerate(cases):
+                    serving = [t for t in targets if case[0] in t.ports]
+                    for i in range(len(serving)):
+                        # No server always first: rotated by case and by round.
+                        target = serving[(i + case_index + round_index) % len(serving)]
+                        warm = args.warmup if round_index == 0 else 0
+                        rows.append(self.route(binary, body_file, target, case, warm))
+                        rows[-1]["round"] = round_index
         finally:
-            for proxy in proxies:
+            for proxy in (constant, *proxies):
                 proxy.stop()
             for running in started:
                 running.stop()
         self.results["router"] = rows
+
+    def route(
+        self,
+        binary: Path,
+        body_file: Path,
+        target: _Target,
+        case: tuple[str, int, int, int],
+        warmup: int,
+    ) -> dict[str, Any]:
+        """One run of the router's client against `target`: its summary and CPU."""
+        path, idle, in_flight, timeout = case
+        run = functools.partial(
+            router_load.run, binary, target.ports[path], body_file, in_flight, idle, timeout
+        )
+        if warmup:
+            run(warmup, self.load_cpus)
+        pids = target.pids()
+        cpu_before = procstats.cpu_seconds(pids)
+        result = run(self.args.router_duration, self.load_cpus)
+        cpu = procstats.cpu_seconds(pids) - cpu_before
+        row = {
+            "server": target.name,
+            "path": path,
+            "idle_per_host": idle or 2,
+            "in_flight": in_flight,
+            "timeout_ms": timeout,
+            "cpu_us_per_request": cpu / max(result["answered"], 1) * 1e6,
+            **result,
+        }
+        self.progress({k: v for k, v in row.items() if k not in ("errors", "statuses")})
+        return row
 
     def variants(self) -> None:
         """One short run per connection count, 5 KB bodies only, of the variants worth a
@@ -522,6 +558,9 @@ class Bench:
 BUSY_POLL_US = 100
 # The router client's wider pool: what a router tuned for its fan-out would keep.
 ROUTER_POOL = 100
+# The name of the router-client runs against nginx answering a constant (`Bench.router`).
+CEILING = "nginx-constant"
+
 
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 

@@ -104,6 +104,32 @@ def test_report_shows_the_router_client_runs_by_their_longest_timeout(tmp_path: 
     assert target in text
 
 
+def test_report_takes_router_medians_over_rounds_and_shows_the_clients_ceiling(
+    tmp_path: Path,
+) -> None:
+    results = _results()
+    runs = [("turing", 1000, 0), ("native", 9000, 0), ("nginx-constant", 9500, 0)]
+    runs += [("turing", 1200, 1), ("native", 11000, 1), ("nginx-constant", 12500, 1)]
+    runs += [("turing", 800, 2), ("native", 10000, 2), ("nginx-constant", 11000, 2)]
+    results["router"] = [
+        {**row, "server": server, "per_second": rps, "round": round_index, "lost": 0}
+        for server, rps, round_index in runs
+        for row in results["router"]  # type: ignore[attr-defined]
+        if row["server"] == "native" and row["timeout_ms"] == 100
+    ]
+    doc = tmp_path / "benchmarks.md"
+    report.write(results, doc, tmp_path / "plot.png")
+    text = doc.read_text()
+    assert "3 run(s) per case and server" in text
+    assert "| direct | 2 | 32 | native | 10,000 (9,000–11,000) | 10.00× |" in text  # noqa: RUF001
+    assert "| direct | 2 | 32 | nginx-constant | 11,000 (9,500–12,500) | 11.00× |" in text  # noqa: RUF001
+    target = (
+        "(Go net/http, default transport, 5 KB) | 10× (the client's ceiling, "  # noqa: RUF001
+        "`nginx-constant`: 11×) | yes |"  # noqa: RUF001
+    )
+    assert target in text
+
+
 def test_report_goes_after_the_title_of_a_file_without_markers(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## Batch\n\nkept\n")
@@ -199,10 +225,11 @@ def test_smoke_run_measures_and_reports_every_step(tmp_path: Path) -> None:
     assert {r["server"] for r in results["load"]} == servers
     assert all(r["requests"] > 0 and r["errors"] == r["non_2xx"] == 0 for r in results["load"])
     router = results["router"]
-    assert {r["server"] for r in router} == {"turing", "native"}
+    assert {r["server"] for r in router} == {"turing", "native", "nginx-constant"}
     assert {(r["path"], r["idle_per_host"]) for r in router} == {
         (path, idle) for path in ("direct", "nginx") for idle in (2, 100)
     }
+    assert {r["path"] for r in router if r["server"] == "nginx-constant"} == {"direct"}
     assert all(r["answered"] > 0 and r["lost"] == r["refused"] == 0 for r in router)
     assert all(r["non_2xx"] == 0 for r in router)
     variants = results["variants"]
