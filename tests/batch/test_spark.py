@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def test_bigquery_goes_through_the_connector_with_turings_options(
     """What Spark is given; the connector itself cannot be fetched here (no Maven)."""
     from pyfunc_ensembler.batch import parse_job
     from pyfunc_ensembler.batch.spark import CONNECTOR_HINT, reader_options, writer_options
-    from pyfunc_ensembler.errors import BatchError
+    from pyfunc_ensembler.errors import BatchError, InvalidJob
     from tests.batch.test_bigquery import turing_document
 
     spec = parse_job(turing_document("proj.dset", pick_model, "OVERWRITE"))
@@ -92,12 +93,82 @@ def test_bigquery_goes_through_the_connector_with_turings_options(
         {
             "createDisposition": "CREATE_IF_NEEDED",
             "temporaryGcsBucket": "a-bucket",
+            "writeMethod": "indirect",  # files in the bucket, then one load job
             "table": "proj.dset.scores",
         },
         None,
     )
+    # Rows committed as they are written would outlive a failed job: refused, with its path.
+    document = turing_document("proj.dset", pick_model, "APPEND")
+    document["spec"]["sink"]["bq_config"]["options"]["writeAtLeastOnce"] = "true"
+    with pytest.raises(InvalidJob, match=r"spec.sink.bq_config.options.writeAtLeastOnce: the"):
+        run(parse_job(document), "spark", session=spark_session)
     assert spec.spark_conf()["spark.jars.packages"].startswith("com.google.cloud.spark:")
     # This Spark has no connector: the job says so in one line, not in a Java stack.
     with pytest.raises(BatchError) as caught:
         run(spec, "spark", session=spark_session)
     assert caught.value.message == CONNECTOR_HINT
+
+
+def _sink_files(sink: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(sink)): p.read_bytes() for p in sorted(sink.rglob("*"))}
+
+
+def test_a_failed_overwrite_leaves_the_sink_as_it_was_and_a_good_one_replaces_it(
+    spark_session: Any, failing_model: str, tmp_path: Path
+) -> None:
+    """Spark's own overwrite deletes the old output first; ours stages and swaps."""
+    import pyarrow as pa
+
+    sink = tmp_path / "out"
+    sink.mkdir()
+    pq.write_table(pa.table({"old": [1, 2]}), sink / "part-0.parquet")
+    before = _sink_files(sink)
+    pq.write_table(pa.table({"id": list(range(10))}), tmp_path / "bad.parquet")
+    pq.write_table(pa.table({"id": list(range(7))}), tmp_path / "good.parquet")
+
+    def spec(source: str) -> Any:
+        return job(str(tmp_path / source), failing_model, sink, {"type": "DOUBLE"},
+                   sink={"save_mode": "OVERWRITE"})  # fmt: skip
+
+    with pytest.raises(Exception, match="seven is unlucky"):
+        run(spec("bad.parquet"), "spark", session=spark_session)
+    assert _sink_files(sink) == before
+    assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "good.parquet", "out"]  # no staging
+
+    report = run(spec("good.parquet"), "spark", session=spark_session)
+    assert report.rows == 7
+    written = ds.dataset(sink).to_table().sort_by("id")
+    assert written.column("result").to_pylist() == [float(i) for i in range(7)]
+    assert "part-0.parquet" not in os.listdir(sink)
+    assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "good.parquet", "out"]
+
+
+def test_the_other_save_modes_keep_their_meaning(
+    spark_session: Any, failing_model: str, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    from pyfunc_ensembler.errors import BatchError
+
+    pq.write_table(pa.table({"id": [1, 2]}), tmp_path / "in.parquet")
+    pq.write_table(pa.table({"id": list(range(10))}), tmp_path / "bad.parquet")
+    sink = tmp_path / "out"
+
+    def spec(mode: str, source: str = "in.parquet") -> Any:
+        return job(str(tmp_path / source), failing_model, sink, {"type": "DOUBLE"},
+                   sink={"save_mode": mode})  # fmt: skip
+
+    assert run(spec("ERRORIFEXISTS"), "spark", session=spark_session).rows == 2  # a new sink
+    first = _sink_files(sink)
+    with pytest.raises(BatchError, match=r"'.*out' exists: choose save_mode"):
+        run(spec("ERRORIFEXISTS"), "spark", session=spark_session)
+    report = run(spec("IGNORE", "bad.parquet"), "spark", session=spark_session)
+    assert report.skipped and _sink_files(sink) == first
+    with pytest.raises(Exception, match="seven is unlucky"):
+        run(spec("APPEND", "bad.parquet"), "spark", session=spark_session)
+    assert _sink_files(sink) == first
+    assert run(spec("APPEND"), "spark", session=spark_session).rows == 2
+    assert all(sink.joinpath(name).read_bytes() == data for name, data in first.items())
+    assert sorted(ds.dataset(sink).to_table().column("id").to_pylist()) == [1, 1, 2, 2]
+    assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "in.parquet", "out"]

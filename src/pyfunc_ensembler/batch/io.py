@@ -29,7 +29,6 @@ from pyfunc_ensembler.batch import storage
 from pyfunc_ensembler.batch.job import (
     Dataset,
     PredictionSource,
-    SaveMode,
     Sink,
     format_of,
 )
@@ -243,22 +242,10 @@ class Output:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self.fs, self.path = storage.locate(sink.path)
         self.single_file = format_of(sink.path) is not None
-        self.exists = storage.holds_data(self.fs, self.path)
-        if self.exists and sink.save_mode is SaveMode.ERRORIFEXISTS:
-            raise BatchError(
-                f"'{sink.path}' exists: choose save_mode overwrite, append or ignore "
-                f"(--save-mode), or another path"
-            )
-        if self.single_file and sink.save_mode is SaveMode.APPEND and self.exists:
-            raise BatchError(
-                f"cannot append to the single file '{sink.path}': give a directory path"
-            )
-        self.skip = self.exists and sink.save_mode is SaveMode.IGNORE
-        parent, _, name = self.path.rpartition("/")
-        self._parent = parent
-        self._staging = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        self._placement = storage.Placement(sink.path, sink.save_mode, self.single_file)
+        self.fs, self.skip = self._placement.fs, self._placement.skip
+        self._parent, self._staging = self._placement.parent, self._placement.staging
         self._writer: _Writer | None = None
         self._id = uuid.uuid4().hex
         self._parts = 0
@@ -290,22 +277,13 @@ class Output:
         assert self._writer is not None
         self._writer.close()
         self._writer = None
-        found = storage.kind(self.fs, self.path)
-        try:
-            if self.sink.save_mode is SaveMode.APPEND and found is pafs.FileType.Directory:
-                storage.add(self.fs, self._staging, self.path)
-            else:
-                storage.replace(self.fs, self._staging, self.path)
-        except OSError as exc:
-            raise BatchError(
-                f"cannot put the output in place at '{self.sink.path}' (it is as it was): {exc}"
-            ) from exc
+        self._placement.commit()
 
     def abort(self) -> None:
         """Remove what was written: a failed job leaves the sink as it was."""
         if self._writer is not None:
             self._writer.close()
-        storage.remove_tree(self.fs, self._staging)
+        self._placement.abort()
 
 
 def sink_columns(batch: pa.RecordBatch, sink: Sink) -> pa.RecordBatch:

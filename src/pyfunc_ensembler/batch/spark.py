@@ -7,6 +7,11 @@ on the executors by the very `TableEnsembler` the local engine uses, through
 round trip). Executors load the model from the job's URI themselves, so on a cluster
 it must be a URI they can reach (``gs://``, ``s3://``, ``models:/`` …).
 
+A file sink (local, ``gs://``, ``s3://``) is written by Spark to a new hidden directory
+beside it and put in place by `storage.Placement`, as the local engine's output is: a
+failed job leaves the sink as it was, which Spark's own ``overwrite`` (it deletes the old
+output first) would not.
+
 The job's ``spark/<key>`` annotations are Spark configuration, e.g.
 ``spark/spark.executor.memory: 4g``; ``spark/spark.master`` or ``--master`` picks
 the master.
@@ -15,8 +20,9 @@ BigQuery datasets and sinks go through the spark-bigquery connector
 (``format("bigquery")``), with the job's ``options`` as the connector's options, as
 Turing's engine does: a table is read with ``table`` (its ``features`` selected), a
 query with ``query``; the sink gets ``table`` and ``temporaryGcsBucket`` (its
-``staging_bucket``) and the save mode. The connector is the user's to supply, as on
-Turing: ``spark/spark.jars.packages:
+``staging_bucket``, with ``writeMethod: indirect`` unless the job says otherwise: one
+load job at the end, none if the job fails) and the save mode. The connector is the
+user's to supply, as on Turing: ``spark/spark.jars.packages:
 com.google.cloud.spark:spark-bigquery-with-dependencies_2.13:<version>``.
 """
 
@@ -33,13 +39,19 @@ import pyarrow as pa
 from pyfunc_ensembler.batch.apply import TableEnsembler
 from pyfunc_ensembler.batch.job import BIGQUERY, Dataset, Job, PredictionSource, Sink
 from pyfunc_ensembler.batch.results import Report, arrow_type
-from pyfunc_ensembler.errors import BatchError
+from pyfunc_ensembler.batch.storage import Placement, can_stage
+from pyfunc_ensembler.errors import BatchError, InvalidJob
 
 DEFAULT_MASTER = "local[*]"
 CONNECTOR_HINT = (
     "the spark-bigquery connector is not on Spark's classpath: add the annotation "
     "spark/spark.jars.packages: com.google.cloud.spark:spark-bigquery-with-dependencies_2.13:"
     "<version> to the job (or its jar to spark.jars)"
+)
+
+AT_LEAST_ONCE = (
+    "the connector then commits rows as it writes them, so a failed job would leave some "
+    "in the table; leave it out (its direct writes commit every stream at once at the end)"
 )
 
 
@@ -54,8 +66,13 @@ def run(
 ) -> Report:
     """Run `job` with Spark: `session` if given, else one built from `master` and the job."""
     started = time.perf_counter()
-    spark = session or build_session(job, master, conf)
     report = Report("spark", output=job.sink.path)
+    writer_options(job.sink)  # refuses, before Spark starts, what would break the promise
+    placement = staged(job.sink)
+    if placement is not None and placement.skip:
+        report.skipped = True
+        return report
+    spark = session or build_session(job, master, conf)
     try:
         frame = _read(spark, job.source, job.source.columns, job.join_on)
         for source in job.predictions:
@@ -73,9 +90,14 @@ def run(
     if job.sink.columns:
         ensembled = ensembled.select(*job.sink.columns)
     try:
-        _write(ensembled, job)
-    except Exception as exc:
-        _explain(exc)
+        _write(ensembled, job, placement.staging_uri if placement else None)
+        if placement is not None:
+            placement.commit()
+    except BaseException as exc:
+        if placement is not None:
+            placement.abort()
+        if isinstance(exc, Exception):
+            _explain(exc)
         raise
     report.rows, report.nulled = int(rows.value), int(nulled.value)
     report.seconds = time.perf_counter() - started
@@ -96,6 +118,18 @@ def build_session(job: Job, master: str | None = None, conf: dict[str, str] | No
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def staged(sink: Sink) -> Placement | None:
+    """Where Spark writes a file sink first, to put it in place once the job succeeded
+    (as the local engine does); ``None`` for a BigQuery sink (the connector stages) or a
+    file system the local engine does not know (``hdfs://``, ``s3a://``…), where Spark's
+    own save mode applies, and with it Spark's own ``overwrite``: the old output is
+    deleted before the new is written."""
+    if sink.format == BIGQUERY or not can_stage(sink.path):
+        return None
+    # Spark writes a directory of part files, whatever the sink's name ends with.
+    return Placement(sink.path, sink.save_mode, single_file=False)
 
 
 def _explain(exc: Exception) -> None:
@@ -127,8 +161,13 @@ def writer_options(sink: Sink) -> tuple[str, str, dict[str, Any], str | None]:
     if sink.format == BIGQUERY:
         assert sink.bigquery is not None
         options: dict[str, Any] = dict(sink.bigquery.options)
+        if str(options.get("writeAtLeastOnce", "false")).lower() != "false":
+            raise InvalidJob([("spec.sink.bq_config.options.writeAtLeastOnce", AT_LEAST_ONCE)])
         if sink.bigquery.staging_bucket:
             options["temporaryGcsBucket"] = sink.bigquery.staging_bucket
+            # Turing's meaning of a staging bucket, whatever a connector's default: files
+            # in GCS, then one load job, which leaves the table as it was if it never runs.
+            options.setdefault("writeMethod", "indirect")
         options["table"] = sink.bigquery.table
         return "bigquery", mode, options, None
     if sink.format == "csv":
@@ -192,7 +231,8 @@ def _ensemble_partition(ensembler: TableEnsembler, rows: Any, nulled: Any) -> An
     return ensemble
 
 
-def _write(frame: Any, job: Job) -> None:
+def _write(frame: Any, job: Job, staging: str | None) -> None:
+    """Write `frame` to the job's sink, or to `staging` (new) for `Placement.commit`."""
     from pyspark.sql import functions as F
 
     sink = job.sink
@@ -203,6 +243,8 @@ def _write(frame: Any, job: Job) -> None:
             *(F.to_json(c).alias(c) if c in nested else F.col(c) for c in frame.columns)
         )
     fmt, mode, options, path = writer_options(sink)
+    if staging is not None:
+        mode, path = "errorifexists", staging  # `Placement` applies the save mode
     writer = frame.write.mode(mode).format(fmt).options(**options)
     if path:
         writer.save(path)

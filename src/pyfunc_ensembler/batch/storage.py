@@ -26,6 +26,10 @@ Output is staged under a hidden name beside the sink and put in place at the end
   at most 5 GB in one ``CopyObject``: directory sinks keep their part files under
   that (`io.PART_BYTES`); a larger single file cannot be put in place there (the job
   fails, the sink as it was).
+
+Both engines stage through `Placement`: the local engine writes the staged output
+itself, the Spark engine has Spark write it (a directory of part files), and either
+puts it in place with `Placement.commit`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
+from pyfunc_ensembler.batch.job import SaveMode
 from pyfunc_ensembler.errors import BatchError
 
 SCHEMES = ("gs", "s3")
@@ -51,6 +56,12 @@ def is_remote(location: str) -> bool:
     return urlsplit(location).scheme in SCHEMES
 
 
+def can_stage(location: str) -> bool:
+    """Whether `location` is on a file system this module knows (local, gs://, s3://)."""
+    scheme = urlsplit(location).scheme
+    return scheme in (*SCHEMES, "file") or "://" not in location
+
+
 def locate(location: str) -> tuple[pafs.FileSystem, str]:
     """The file system holding `location`, and the path within it."""
     parts = urlsplit(location)
@@ -58,7 +69,7 @@ def locate(location: str) -> tuple[pafs.FileSystem, str]:
         return _gcs(), f"{parts.netloc}{parts.path}".rstrip("/")
     if parts.scheme == "s3":
         return _s3(), f"{parts.netloc}{parts.path}".rstrip("/")
-    if "://" in location and parts.scheme != "file":
+    if not can_stage(location):
         raise BatchError(
             f"cannot read or write '{location}': the local engine knows local paths, "
             f"gs:// and s3:// (--engine spark reads what Spark reads)"
@@ -81,6 +92,58 @@ def _s3() -> pafs.FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return pafs.S3FileSystem(endpoint_override=endpoint or None, region=region or None)
+
+
+class Placement:
+    """A sink's output staged under a hidden name beside it, put in place at the end.
+
+    Made before the job reads anything, so that a sink its save mode forbids fails the
+    job at once: an existing sink under ``errorifexists``, an append to a single file.
+    `skip`: the sink exists and the save mode is ``ignore``: there is nothing to do.
+    """
+
+    def __init__(self, location: str, save_mode: SaveMode, single_file: bool) -> None:
+        self.location, self.save_mode = location, save_mode
+        self.fs, self.path = locate(location)
+        exists = holds_data(self.fs, self.path)
+        if exists and save_mode is SaveMode.ERRORIFEXISTS:
+            raise BatchError(
+                f"'{location}' exists: choose save_mode overwrite, append or ignore "
+                f"(--save-mode), or another path"
+            )
+        if exists and single_file and save_mode is SaveMode.APPEND:
+            raise BatchError(
+                f"cannot append to the single file '{location}': give a directory path"
+            )
+        self.skip = exists and save_mode is SaveMode.IGNORE
+        self.parent, _, name = self.path.rpartition("/")
+        self.staging = f"{self.parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        """Where the output is written, in `fs`."""
+
+    @property
+    def staging_uri(self) -> str:
+        """`staging` as a URI of the sink's own scheme (for Spark)."""
+        scheme = urlsplit(self.location).scheme
+        return f"{scheme}://{self.staging}" if scheme in SCHEMES else self.staging
+
+    def commit(self) -> None:
+        """Put the staged output in place: replacing the sink, or adding to it under append."""
+        try:
+            if (
+                self.save_mode is SaveMode.APPEND
+                and kind(self.fs, self.path) is pafs.FileType.Directory
+            ):
+                add(self.fs, self.staging, self.path)
+            else:
+                replace(self.fs, self.staging, self.path)
+        except OSError as exc:
+            raise BatchError(
+                f"cannot put the output in place at '{self.location}' (it is as it was): {exc}"
+            ) from exc
+
+    def abort(self) -> None:
+        """Remove what was staged: a failed job leaves the sink as it was."""
+        remove_tree(self.fs, self.staging)
 
 
 def kind(fs: pafs.FileSystem, path: str) -> pafs.FileType:
