@@ -329,7 +329,11 @@ def _router(rows: list[dict[str, Any]]) -> str:
     timeouts = sorted({r["timeout_ms"] for r in rows})
     rounds = len({r.get("round", 0) for r in rows})
     table = []
-    for (path, idle, in_flight, server), case in cases.items():
+    # Turing first and the ceiling last in each case, whichever ran first.
+    rank = {"turing": 0, "nginx-constant": 2}
+    for (path, idle, in_flight, server), case in sorted(
+        cases.items(), key=lambda item: (*item[0][:3], rank.get(item[0][3], 1))
+    ):
         turing = cases.get((path, idle, in_flight, "turing"))
         shares = case["timeout_shares"]
         table.append(
