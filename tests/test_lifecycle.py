@@ -20,6 +20,7 @@ import logging
 import select
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any, cast
@@ -150,3 +151,26 @@ def test_a_server_stopping_for_good_answers_every_connection_made_and_refuses_th
         assert made.recv(64) == b"answered"
         select.select([], [late], [], 30)
         assert late.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+
+
+def test_exit_now_runs_the_atexit_handlers_flushes_and_exits_with_the_status() -> None:
+    script = (
+        "import atexit, sys; from pyfunc_ensembler import lifecycle; "
+        "atexit.register(print, 'atexit ran'); sys.stdout.write('buffered '); "
+        "lifecycle.exit_now(3)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "buffered atexit ran\n", "")
+
+
+def test_exit_now_waits_as_python_does_for_a_thread_that_is_no_daemon() -> None:
+    """The thread ends only once the main thread is done, as Python's exit marks it."""
+    script = (
+        "import threading, time; from pyfunc_ensembler import lifecycle\n"
+        "def last():\n"
+        "    while threading.main_thread().is_alive(): time.sleep(0.01)\n"
+        "    print('the thread finished')\n"
+        "threading.Thread(target=last).start(); lifecycle.exit_now(4)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (4, "the thread finished\n"), done.stderr

@@ -1,5 +1,3 @@
-import sys
+from pyfunc_ensembler.cli import program
 
-from pyfunc_ensembler.cli import main
-
-sys.exit(main())
+program()

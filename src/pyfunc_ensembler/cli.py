@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pyfunc_ensembler.errors import EnsemblerError, LoadError, MissingExtra, UsageError
 from pyfunc_ensembler.image import DEFAULT_IMAGE_REPO
@@ -94,8 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     and its traceback is kept. Ctrl-C (and SIGTERM in `batch`) ends with one line too,
     and the status a shell gives a process that signal killed (130, 143).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def program() -> NoReturn:
+    """The ``pyfunc-ensembler`` program (and ``python -m pyfunc_ensembler``): `main`, then exit.
+
+    A batch job's process ends without the interpreter's teardown
+    (`lifecycle.exit_now`), a tenth of a million-row job's time.
+    """
+    args = build_parser().parse_args()
+    status = _run(args)
+    if args.run is run_batch:
+        from pyfunc_ensembler.lifecycle import exit_now
+
+        exit_now(status)
+    sys.exit(status)
+
+
+def _run(args: argparse.Namespace) -> int:
     prog = args.parser.prog
     try:
         return int(args.run(_settings(args), args))
