@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +13,51 @@ import pytest
 
 from pyfunc_ensembler import PyFunc, save_ensembler
 from tests.batch import emulators, models
-from tests.helpers import free_port
+from tests.helpers import CLI, free_port, wait_for
 
 
 def save(ensembler: PyFunc, target: Path) -> str:
     cloudpickle.register_pickle_by_value(models)
     save_ensembler(str(target), ensembler)
     return str(target)
+
+
+def slow_job(tmp_path: Path, *options: str, **popen: Any) -> subprocess.Popen[str]:
+    """``pyfunc-ensembler batch`` of 10,000 rows at 10 ms a row (`models.Slow`) into
+    ``tmp_path/out``, a directory already holding ``scores.csv``, in a process group of
+    its own, as a shell's job is; each process that ensembles makes ``tmp_path/started.<pid>``
+    once it has begun a row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model = save(models.Slow(), tmp_path / "model")
+    pq.write_table(pa.table({"id": list(range(10000))}), tmp_path / "in.parquet")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "scores.csv").write_text("the last run's\n")
+    return subprocess.Popen(
+        [*CLI, "batch", "--ensembler", model, "--input", str(tmp_path / "in.parquet"), *options],
+        env={**os.environ, "SLOW_STARTED": str(tmp_path / "started")},
+        text=True,
+        start_new_session=True,
+        **popen,
+    )
+
+
+def interrupt(
+    job: subprocess.Popen[str], signum: int, to_group: bool, begun: Callable[[], bool]
+) -> str:
+    """Once `begun()`, send `signum` to `job` (to its whole process group with `to_group`,
+    as a terminal's Ctrl-C does), and wait for it to end: its stderr."""
+    try:
+        wait_for(lambda: begun() or job.poll() is not None, every=0.02)
+        assert job.poll() is None, job.communicate()[1]
+        if to_group:
+            os.killpg(job.pid, signum)
+        else:
+            job.send_signal(signum)
+        return job.communicate(timeout=120)[1]
+    finally:
+        job.kill()
 
 
 @pytest.fixture(scope="session")

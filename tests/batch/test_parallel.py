@@ -16,9 +16,9 @@ from pyfunc_ensembler.batch import run, short_job
 from pyfunc_ensembler.batch.parallel import default_processes
 from pyfunc_ensembler.errors import BatchError, EnsembleFailed
 from tests.batch import models
-from tests.batch.conftest import save
+from tests.batch.conftest import interrupt, save, slow_job
 from tests.batch.tables import typed_table
-from tests.helpers import CLI, run_cli, wait_for
+from tests.helpers import run_cli, wait_for
 
 
 def test_the_output_is_the_single_processs(pick_model: str, tmp_path: Path) -> None:
@@ -81,32 +81,13 @@ def test_the_cli_takes_processes(pick_model: str, tmp_path: Path) -> None:
 def test_a_signal_stops_the_job_in_one_line_and_leaves_the_sink_as_it_was(
     processes: int, signum: signal.Signals, to_group: bool, tmp_path: Path
 ) -> None:
-    model = save(models.Slow(), tmp_path / "model")
-    pq.write_table(pa.table({"id": list(range(10000))}), tmp_path / "in.parquet")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "scores.csv").write_text("the last run's\n")
-    started = tmp_path / "started"
-    job = subprocess.Popen(
-        [*CLI, "batch", "--ensembler", model, "--input", str(tmp_path / "in.parquet"),
-         "--output", str(tmp_path / "out" / "scores.csv"), "--save-mode", "overwrite",
-         "--batch-size", "100", "--processes", str(processes)],
-        env={**os.environ, "SLOW_STARTED": str(started)},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a shell's job has
+    job = slow_job(
+        tmp_path, "--output", str(tmp_path / "out" / "scores.csv"), "--save-mode", "overwrite",
+        "--batch-size", "100", "--processes", str(processes), stderr=subprocess.PIPE,
     )  # fmt: skip
-    try:
-        # Every process that ensembles has begun a row (a worker per process, or this one).
-        begun = lambda: len(list(tmp_path.glob("started.*"))) == processes  # noqa: E731
-        wait_for(lambda: begun() or job.poll() is not None, every=0.02)
-        assert job.poll() is None, job.communicate()[1]
-        if to_group:
-            os.killpg(job.pid, signum)
-        else:
-            job.send_signal(signum)
-        _, stderr = job.communicate(timeout=120)
-    finally:
-        job.kill()
+    # Every process that ensembles has begun a row (a worker per process, or this one).
+    begun = lambda: len(list(tmp_path.glob("started.*"))) == processes  # noqa: E731
+    stderr = interrupt(job, signum, to_group, begun)
     assert job.returncode == 128 + signum
     # One line from the command, and nothing from its workers (they share its stderr).
     assert stderr == f"pyfunc-ensembler batch: interrupted by {signum.name}\n"
@@ -117,15 +98,9 @@ def test_a_signal_stops_the_job_in_one_line_and_leaves_the_sink_as_it_was(
 
 
 def test_the_workers_of_a_job_killed_outright_end_with_it(tmp_path: Path) -> None:
-    model = save(models.Slow(), tmp_path / "model")
-    pq.write_table(pa.table({"id": list(range(10000))}), tmp_path / "in.parquet")
-    started = tmp_path / "started"
-    job = subprocess.Popen(
-        [*CLI, "batch", "--ensembler", model, "--input", str(tmp_path / "in.parquet"),
-         "--output", str(tmp_path / "out.csv"), "--batch-size", "100", "--processes", "2"],
-        env={**os.environ, "SLOW_STARTED": str(started)},
-        start_new_session=True,
-    )  # fmt: skip
+    job = slow_job(
+        tmp_path, "--output", str(tmp_path / "out.csv"), "--batch-size", "100", "--processes", "2"
+    )
     try:
         wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2 or job.poll() is not None)
         assert job.poll() is None

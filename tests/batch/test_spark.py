@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,10 @@ import pytest
 
 from pyfunc_ensembler.batch import run
 from pyfunc_ensembler.batch.job import ResultType
+from tests.batch.conftest import interrupt, slow_job
 from tests.batch.tables import CASES, typed_table, values
 from tests.batch.test_local import job
+from tests.helpers import alive, children, wait_for
 
 
 @pytest.mark.parametrize(("kind", "item", "route"), CASES, ids=[c[2] for c in CASES])
@@ -172,3 +176,47 @@ def test_the_other_save_modes_keep_their_meaning(
     assert all(sink.joinpath(name).read_bytes() == data for name, data in first.items())
     assert sorted(ds.dataset(sink).to_table().column("id").to_pylist()) == [1, 1, 2, 2]
     assert sorted(os.listdir(tmp_path)) == ["bad.parquet", "in.parquet", "out"]
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [
+        (signal.SIGINT, True),  # Ctrl-C: the terminal signals the whole process group
+        (signal.SIGTERM, False),  # a deleted pod
+    ],
+)
+def test_a_signal_stops_a_spark_job_in_one_line_and_leaves_the_sink_as_it_was(
+    signum: signal.Signals, to_group: bool, tmp_path: Path
+) -> None:
+    job = slow_job(
+        tmp_path, "--engine", "spark", "--master", "local[1]", "--output", str(tmp_path / "out"),
+        "--save-mode", "overwrite", stderr=subprocess.PIPE,
+    )  # fmt: skip
+    spark: list[int] = []
+
+    def begun() -> bool:
+        # An executor's Python worker has begun a row: the JVM and its workers are up.
+        if not list(tmp_path.glob("started.*")):
+            return False
+        spark.extend(_descendants(job.pid))
+        return True
+
+    stderr = interrupt(job, signum, to_group, begun)
+    assert spark
+    assert job.returncode == 128 + signum
+    # One line from the command, and nothing from PySpark, py4j or the JVM: no Python
+    # traceback, no Java stack, no log of the tasks the stop cancelled.
+    assert stderr.endswith(f"\npyfunc-ensembler batch: interrupted by {signum.name}\n")
+    assert stderr.count("interrupted by") == 1
+    for noise in ("Traceback", "\tat ", "ERROR", "Exception"):
+        assert noise not in stderr, stderr
+    assert os.listdir(tmp_path / "out") == ["scores.csv"]
+    assert (tmp_path / "out" / "scores.csv").read_text() == "the last run's\n"
+    assert not list(tmp_path.glob(".out.*"))  # no staged output left
+    # The JVM and its Python workers have ended with it.
+    wait_for(lambda: not any(alive(pid) for pid in spark), every=0.05)
+
+
+def _descendants(pid: int) -> list[int]:
+    found = children(pid)
+    return [*found, *(d for child in found for d in _descendants(child))]

@@ -29,7 +29,9 @@ com.google.cloud.spark:spark-bigquery-with-dependencies_2.13:<version>``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -73,13 +75,54 @@ def run(
         report.skipped = True
         return report
     spark = session or build_session(job, master, conf)
+    # In a thread of its own, so that a signal interrupts this thread's wait for it, and
+    # not one of the job's py4j calls: py4j would log a traceback, and the JVM, whose
+    # call it drops, would abort the job and log its own stack before `stop_quietly`.
+    failures: list[BaseException] = []
+    thread = threading.Thread(
+        target=_catching(failures, _run, spark, job, placement, report, force_mlflow),
+        name="spark-job",
+        daemon=True,
+    )
+    thread.start()
     try:
-        frame = _read(spark, job.source, job.source.columns, job.join_on)
-        for source in job.predictions:
-            frame = _join(spark, frame, source, job.join_on)
-    except Exception as exc:
-        _explain(exc)
+        thread.join()
+        if failures:
+            raise failures[0]
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # SIGINT, or SIGTERM (`raise_on_signals`)
+            if session is None:
+                stop_quietly(spark)
+            else:  # the caller's to stop
+                spark.sparkContext.cancelAllJobs()
+            thread.join()  # its job cancelled, it fails at once
+        if placement is not None:
+            placement.abort()  # after the tasks that wrote there have ended
+        if isinstance(exc, Exception):
+            _explain(exc)
         raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _catching(failures: list[BaseException], function: Any, *args: Any) -> Any:
+    """`function(*args)`, its exception appended to `failures` rather than raised."""
+
+    def call() -> None:
+        try:
+            function(*args)
+        except BaseException as exc:
+            failures.append(exc)
+
+    return call
+
+
+def _run(
+    spark: Any, job: Job, placement: Placement | None, report: Report, force_mlflow: bool
+) -> None:
+    frame = _read(spark, job.source, job.source.columns, job.join_on)
+    for source in job.predictions:
+        frame = _join(spark, frame, source, job.join_on)
     ensembler = TableEnsembler(
         job.ensembler_uri, job.result, job.join_on, force_mlflow=force_mlflow
     )
@@ -89,35 +132,48 @@ def run(
     ensembled = frame.mapInArrow(_ensemble_partition(ensembler, rows, nulled), schema)
     if job.sink.columns:
         ensembled = ensembled.select(*job.sink.columns)
-    try:
-        _write(ensembled, job, placement.staging_uri if placement else None)
-        if placement is not None:
-            placement.commit()
-    except BaseException as exc:
-        if placement is not None:
-            placement.abort()
-        if isinstance(exc, Exception):
-            _explain(exc)
-        raise
+    _write(ensembled, job, placement.staging_uri if placement else None)
+    if placement is not None:
+        placement.commit()
     report.rows, report.nulled = int(rows.value), int(nulled.value)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def build_session(job: Job, master: str | None = None, conf: dict[str, str] | None = None) -> Any:
     """A SparkSession for `job`: its annotations, then `conf`, then `master` win."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
     settings = {**job.spark_conf(), **(conf or {})}
     settings["spark.master"] = master or settings.get("spark.master", DEFAULT_MASTER)
+    settings.setdefault("spark.app.name", job.name)
     if settings["spark.master"].startswith("local"):
         # Local Python workers must be this interpreter (its packages, this package), and
         # PySpark takes the workers' interpreter from this variable only.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(job.name)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark_conf = SparkConf(loadDefaults=False).setAll(list(settings.items()))
+    gateway = None
+    if SparkContext._gateway is None:  # no JVM yet: start it here, as PySpark would, but
+        # in a session of its own, so that a Ctrl-C at the terminal reaches this process
+        # only (`stop_quietly`), not the JVM's Python workers, whose KeyboardInterrupt
+        # Spark would log as crashes, stack after stack.
+        gateway = launch_gateway(spark_conf, popen_kwargs={"start_new_session": True})  # type: ignore[no-untyped-call]
+    interrupt = signal.getsignal(signal.SIGINT)
+    context = SparkContext(conf=spark_conf, gateway=gateway)
+    if threading.current_thread() is threading.main_thread():
+        # PySpark's own SIGINT handler cancels the jobs before it raises, so the JVM logs
+        # every cancelled task: keep ours, and `stop_quietly` quiets the JVM first.
+        signal.signal(signal.SIGINT, interrupt)
+    return SparkSession(context)
+
+
+def stop_quietly(spark: Any) -> None:
+    """Stop Spark without a word: a stopped job's tasks fail, and Spark logs each failure
+    with its stack, so the JVM is silenced before its jobs are cancelled and it stops."""
+    context = spark.sparkContext
+    context.setLogLevel("OFF")
+    context.cancelAllJobs()
+    spark.stop()
 
 
 def staged(sink: Sink) -> Placement | None:
