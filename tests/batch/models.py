@@ -56,3 +56,15 @@ class Slow(PyFunc):
             open(started, "w").close()
         time.sleep(0.01)
         return float(input["id"])
+
+
+class MathThreads(PyFunc):
+    """How many threads numeric libraries may start here, as the environment says."""
+
+    def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
+        import os
+
+        return ",".join(
+            os.environ.get(n, "unset")
+            for n in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        )

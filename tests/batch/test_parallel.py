@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from pyfunc_ensembler.batch import run, short_job
-from pyfunc_ensembler.batch.parallel import default_processes
 from pyfunc_ensembler.errors import BatchError, EnsembleFailed
 from tests.batch import models
 from tests.batch.conftest import interrupt, save, slow_job
@@ -55,10 +54,6 @@ def test_a_worker_that_dies_fails_the_job(tmp_path: Path) -> None:
     with pytest.raises(BatchError, match=r"an ensembler process died \(exit code 3\)"):
         run(job, batch_size=3, processes=2)
     assert not (tmp_path / "o").exists()
-
-
-def test_the_default_is_the_cpus_this_process_may_use() -> None:
-    assert default_processes() == len(os.sched_getaffinity(0))
 
 
 def test_the_cli_takes_processes(pick_model: str, tmp_path: Path) -> None:

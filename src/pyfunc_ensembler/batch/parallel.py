@@ -34,11 +34,6 @@ from pyfunc_ensembler.errors import BatchError, EnsemblerError
 from pyfunc_ensembler.lifecycle import die_with_parent
 
 
-def default_processes() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 class Workers:
     """`processes` forked workers answering batches for `ensembler` (loaded first)."""
 
