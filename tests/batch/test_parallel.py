@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pyfunc_ensembler.batch import run, short_job
+from pyfunc_ensembler.batch.parallel import Channel
 from pyfunc_ensembler.errors import BatchError, EnsembleFailed
 from tests.batch import models
 from tests.batch.conftest import interrupt, save, slow_job
@@ -113,3 +116,17 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_channel_carries_messages_whole_and_says_when_the_other_end_closed() -> None:
+    ours, theirs = map(Channel, socket.socketpair())
+    messages = [b"", b"small", os.urandom(3 << 20), memoryview(b"a view")]
+    sender = threading.Thread(target=lambda: [ours.send(m) for m in messages])
+    sender.start()  # a thread: 3 MB is more than a socket buffers
+    assert [theirs.receive() for _ in messages] == [bytes(m) for m in messages]
+    sender.join()
+    ours.close()
+    with pytest.raises(EOFError):
+        theirs.receive()
+    with pytest.raises(OSError):
+        theirs.send(b"to no one")

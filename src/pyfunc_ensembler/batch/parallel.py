@@ -22,9 +22,10 @@ import os
 import pickle
 import queue
 import signal
+import socket
+import struct
 import threading
 from collections.abc import Iterable, Iterator
-from multiprocessing.connection import Connection
 from typing import Any
 
 import pyarrow as pa
@@ -39,7 +40,7 @@ class Workers:
 
     def __init__(self, ensembler: TableEnsembler, processes: int) -> None:
         context = multiprocessing.get_context("fork")
-        self._conns: list[Connection] = []
+        self._conns: list[Channel] = []
         self._procs: list[Any] = []
         # What exists now (the model, its libraries) is left out of the workers' garbage
         # collections: a collection touching it would copy every page the fork shares.
@@ -51,7 +52,7 @@ class Workers:
 
     def _fork(self, context: Any, ensembler: TableEnsembler, processes: int) -> None:
         for _ in range(processes):
-            parent, child = context.Pipe()
+            parent, child = map(Channel, socket.socketpair())
             process = context.Process(
                 target=_serve,
                 args=(ensembler, child, [*self._conns, parent], os.getpid()),
@@ -94,8 +95,8 @@ class Workers:
         try:
             for index, (batch, offset) in enumerate(batches):
                 worker = index % count
-                self._conns[worker].send_bytes(pickle.dumps(offset))
-                self._conns[worker].send_bytes(_encode(batch))
+                self._conns[worker].send(pickle.dumps(offset))
+                self._conns[worker].send(_encode(batch))
                 sent.put((worker, batch))
         except BaseException as exc:  # reading failed, or the workers were stopped
             sent.put(exc)
@@ -105,9 +106,9 @@ class Workers:
     def _receive(self, worker: int, batch: pa.RecordBatch) -> Applied:
         conn = self._conns[worker]
         try:
-            kind, *answer = pickle.loads(conn.recv_bytes())
+            kind, *answer = pickle.loads(conn.receive())
             if kind == "ok":
-                column = _decode(conn.recv_bytes()).column(0)
+                column = _decode(conn.receive()).column(0)
         except (EOFError, OSError):
             self._procs[worker].join(timeout=10)  # its pipe closed: it is ending, reap it
             code = self._procs[worker].exitcode
@@ -127,7 +128,7 @@ class Workers:
     def close(self) -> None:
         for conn in self._conns:
             with contextlib.suppress(OSError):
-                conn.send_bytes(b"")
+                conn.send(b"")
         for process in self._procs:
             process.join(timeout=10)
             if process.is_alive():
@@ -137,9 +138,7 @@ class Workers:
             conn.close()
 
 
-def _serve(
-    ensembler: TableEnsembler, conn: Connection, parents: list[Connection], parent: int
-) -> None:
+def _serve(ensembler: TableEnsembler, conn: Channel, parents: list[Channel], parent: int) -> None:
     """A worker: batches in, result columns out, until an empty message or the parent's end.
 
     A thread sends the answers, so that the next batch is taken and ensembled while the
@@ -164,18 +163,18 @@ def _serve(
 
 def _answer(
     ensembler: TableEnsembler,
-    conn: Connection,
+    conn: Channel,
     answers: queue.Queue[list[bytes | memoryview] | None],
 ) -> None:
     while True:
         try:
-            message = conn.recv_bytes()
+            message = conn.receive()
         except EOFError:
             return
         if not message:
             return
         offset = pickle.loads(message)
-        batch = _decode(conn.recv_bytes())
+        batch = _decode(conn.receive())
         try:
             applied = ensembler.apply(batch, offset=offset)
         except Exception as exc:
@@ -186,14 +185,14 @@ def _answer(
         answers.put([answer, _encode(applied.batch.select([applied.batch.num_columns - 1]))])
 
 
-def _send(conn: Connection, answers: queue.Queue[list[bytes | memoryview] | None]) -> None:
+def _send(conn: Channel, answers: queue.Queue[list[bytes | memoryview] | None]) -> None:
     """Send each answer; once the parent is gone, drop them (so that the worker's thread,
     which then reads the end of its input, never waits on a full queue)."""
     gone = False
     while (messages := answers.get()) is not None:
         try:
             for message in messages if not gone else ():
-                conn.send_bytes(message)
+                conn.send(message)
         except OSError:
             gone = True
 
@@ -207,9 +206,53 @@ def _encode(batch: pa.RecordBatch) -> memoryview:
     return memoryview(sink.getvalue())
 
 
-def _decode(data: bytes) -> pa.RecordBatch:
+def _decode(data: bytearray) -> pa.RecordBatch:
     """The batch `_encode` wrote; its columns point into `data` (no copy)."""
     return pa.ipc.open_stream(pa.py_buffer(data)).read_next_batch()
+
+
+class Channel:
+    """One end of a socket pair that carries messages: a length (8 bytes), then the bytes.
+
+    A message is read straight into one buffer of its size. multiprocessing's
+    `Connection` reads a large one in chunks, each into a new buffer, and joins them in
+    a `BytesIO`: for 2 MB batches that took 4-7 times the CPU and 8-12 times the page
+    faults (measured), a few percent of a job.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, message: bytes | memoryview) -> None:
+        """Send `message` whole; `OSError` once the other end is closed."""
+        size = memoryview(message).nbytes
+        if size < _SMALL:  # one write: the length and a small message
+            self._sock.sendall(_LENGTH.pack(size) + message)
+        else:
+            self._sock.sendall(_LENGTH.pack(size))
+            self._sock.sendall(message)
+
+    def receive(self) -> bytearray:
+        """The next message; `EOFError` when the other end has closed instead."""
+        (size,) = _LENGTH.unpack(self._read(_LENGTH.size))
+        return self._read(size)
+
+    def _read(self, size: int) -> bytearray:
+        buffer = bytearray(size)
+        view, done = memoryview(buffer), 0
+        while done < size:
+            read = self._sock.recv_into(view[done:])
+            if not read:
+                raise EOFError
+            done += read
+        return buffer
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+_LENGTH = struct.Struct("!Q")
+_SMALL = 64 * 1024
 
 
 def _portable(exc: Exception) -> Exception:
