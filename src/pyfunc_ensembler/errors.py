@@ -21,7 +21,8 @@
     ├── LoadError (model_load_error)               the model could not be loaded
     ├── BatchError (batch_error)                   a batch job cannot run or failed
     │   ├── InvalidJob (invalid_job)                 the job spec is wrong: every problem listed
-    │   └── InvalidResult (invalid_result)           an answer does not fit the result type
+    │   ├── InvalidResult (invalid_result)           an answer does not fit the result type
+    │   └── UnreadableValue (unreadable_value)       a source value Python cannot hold
     ├── MissingExtra (missing_extra)               a feature's optional extra is not installed
     └── UsageError (usage_error)                   a command's arguments do not fit together
 
@@ -181,6 +182,17 @@ class InvalidResult(BatchError):
     """An ensembler's answer that does not fit the job's result type (names the row)."""
 
     type = "invalid_result"
+
+
+class UnreadableValue(BatchError):
+    """A value of a source column that has no Python equivalent (a timestamp after year
+    9999): the message names the column and the row; `row`, its index in the batch."""
+
+    type = "unreadable_value"
+
+    def __init__(self, message: str, row: int = 0) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 class MissingExtra(EnsemblerError):

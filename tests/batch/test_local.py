@@ -20,7 +20,7 @@ from pyfunc_ensembler.core import Core
 from pyfunc_ensembler.errors import BatchError, EnsembleFailed
 from pyfunc_ensembler.loader import load
 from tests.batch.tables import CASES, router_body, typed_table, values
-from tests.helpers import fixture_cases
+from tests.helpers import fixture_cases, run_cli
 
 
 def job(source: Any, uri: str, out: Path, result: dict[str, Any], **spec: Any) -> Any:
@@ -283,3 +283,37 @@ def test_a_parquet_job_imports_neither_pandas_nor_asyncio(pick_model: str, tmp_p
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["2", "False", "False"]
     assert pq.read_table(tmp_path / "o.parquet").column("result").to_pylist() == [0.5, None]
+
+
+@pytest.mark.parametrize(
+    ("kind", "stored"),
+    [
+        (pa.timestamp("us"), 253_402_300_800_000_000),  # 10000-01-01: past Python's year 9999
+        (pa.timestamp("ms", tz="UTC"), -62_135_596_800_001),  # just before 0001-01-01
+        (pa.date32(), 3_000_000),  # a day in the year 10183
+    ],
+    ids=["after-9999", "before-year-1", "date"],
+)
+def test_a_value_python_cannot_hold_is_named_by_column_and_row(
+    failing_model: str, tmp_path: Path, kind: pa.DataType, stored: int
+) -> None:
+    """Parquet stores such dates as plain integers; Python's datetime cannot hold them."""
+    values = pa.array(
+        [0, 1, 2, 3, 4, stored, 6], pa.int64() if kind.bit_width == 64 else pa.int32()
+    )
+    when = values.view(kind)
+    pq.write_table(pa.table({"id": list(range(7)), "when": when}), tmp_path / "in.parquet")
+    (tmp_path / "out.parquet").write_text("the last run's")
+    done = run_cli("batch", "--ensembler", failing_model, "--input", str(tmp_path / "in.parquet"),
+                   "--output", str(tmp_path / "out.parquet"), "--save-mode", "overwrite",
+                   "--batch-size", "4", "--processes", "2")  # fmt: skip
+    assert done.returncode == 1
+    # One line, no traceback: the row, the column, the stored value, Python's own reason.
+    line = (
+        f"pyfunc-ensembler batch: row 5: column 'when' holds a {kind} value that Python cannot "
+        f"hold (stored as {stored}; Python's dates hold the years 1 to 9999): "
+    )
+    assert done.stderr.startswith(line), done.stderr
+    assert done.stderr.endswith("out of range; correct or filter it in the source\n")
+    assert done.stderr.count("\n") == 1
+    assert (tmp_path / "out.parquet").read_text() == "the last run's"

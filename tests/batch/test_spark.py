@@ -14,6 +14,7 @@ import pytest
 
 from pyfunc_ensembler.batch import run
 from pyfunc_ensembler.batch.job import ResultType
+from pyfunc_ensembler.errors import EnsembleFailed, UnreadableValue
 from tests.batch.conftest import interrupt, slow_job
 from tests.batch.tables import CASES, typed_table, values
 from tests.batch.test_local import job
@@ -60,10 +61,30 @@ def test_joins_and_row_errors(spark_session: Any, failing_model: str, tmp_path: 
             "a": {"dataset": str(tmp_path / "p.parquet"), "join_on": ["k"], "columns": ["p"]}
         },
     )
+    # Our error, raised on an executor, reaches the caller as itself, not in a Java stack.
     with pytest.raises(
-        Exception, match=r"row \d+ \(id=7\): ensemble\(\) raised ValueError: seven is unlucky"
+        EnsembleFailed,
+        match=r"^partition \d+, row \d+ \(id=7\): ensemble\(\) raised ValueError: seven is unlucky",
     ):
         run(spec, "spark", session=spark_session)
+
+
+def test_a_value_python_cannot_hold_is_named_by_column_and_row(
+    spark_session: Any, failing_model: str, tmp_path: Path
+) -> None:
+    """Spark holds years past 9999; Python, which ensembles, does not."""
+    import pyarrow as pa
+
+    when = pa.array([0, 1, 2, 3, 4, 253_402_300_800_000_000, 6]).view(pa.timestamp("us"))
+    pq.write_table(pa.table({"id": list(range(7)), "when": when}), tmp_path / "in.parquet")
+    spec = job(str(tmp_path / "in.parquet"), failing_model, tmp_path / "o", {"type": "DOUBLE"})
+    with pytest.raises(UnreadableValue) as caught:
+        run(spec, "spark", session=spark_session)
+    assert caught.value.message.startswith(
+        "partition 0, row 5: column 'when' holds a timestamp[us] value that Python "
+        "cannot hold (stored as 253402300800000000; Python's dates hold the years 1 to 9999): "
+    )
+    assert not (tmp_path / "o").exists()
 
 
 def test_bigquery_goes_through_the_connector_with_turings_options(

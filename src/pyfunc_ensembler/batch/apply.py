@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from pyfunc_ensembler.batch.job import Result
 from pyfunc_ensembler.batch.results import RowName, to_arrow
-from pyfunc_ensembler.errors import EnsembleFailed, EnsembleRowFailed
+from pyfunc_ensembler.errors import EnsembleFailed, EnsembleRowFailed, UnreadableValue
 from pyfunc_ensembler.rows import ensemble_rows
 from pyfunc_ensembler.signature import EnsembleCall
 
@@ -70,6 +70,8 @@ class TableEnsembler:
             raise EnsembleFailed(f"{row_name(exc.row)}: ensemble() raised {exc.message}") from (
                 exc.__cause__
             )
+        except UnreadableValue as exc:
+            raise UnreadableValue(f"{row_name(exc.row)}: {exc.message}") from exc.__cause__
         answered = time.perf_counter()
         column, nulled = to_arrow(answers, self.result, row_name)
         applied = Applied(batch.append_column(self.result.column_name, column), nulled)
@@ -110,10 +112,40 @@ def _answers_of(uri: str, force_mlflow: bool) -> Answers:
     call = _synchronous(ensembler.ensemble) if ensembler.is_async else ensembler.ensemble
 
     def answers(batch: pa.RecordBatch) -> list[Any]:
-        columns = {name: python_values(batch.column(name)) for name in batch.schema.names}
+        columns = {name: _column_values(batch, name) for name in batch.schema.names}
         return ensemble_rows(call, columns, batch.num_rows)
 
     return answers
+
+
+def _column_values(batch: pa.RecordBatch, name: str) -> Sequence[Any]:
+    """`python_values` of the column `name`; a value Python cannot hold is an
+    `UnreadableValue` naming the column and its row, not a bare `OverflowError`."""
+    array = batch.column(name)
+    try:
+        return python_values(array)
+    except (OverflowError, ValueError) as exc:  # e.g. "date value out of range"
+        row = _first_unreadable(array)
+        detail = ""
+        if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+            stored = array.slice(row, 1).view(
+                pa.int64() if array.type.bit_width == 64 else pa.int32()
+            )
+            detail = f" (stored as {stored[0].as_py()}; Python's dates hold the years 1 to 9999)"
+        raise UnreadableValue(
+            f"column {name!r} holds a {array.type} value that Python cannot hold{detail}: "
+            f"{exc}; correct or filter it in the source",
+            row,
+        ) from exc
+
+
+def _first_unreadable(array: pa.Array) -> int:
+    for index in range(len(array)):
+        try:
+            array[index].as_py()
+        except (OverflowError, ValueError):
+            return index
+    return 0
 
 
 def python_values(array: pa.Array) -> Sequence[Any]:

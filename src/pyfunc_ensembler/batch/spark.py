@@ -29,6 +29,7 @@ com.google.cloud.spark:spark-bigquery-with-dependencies_2.13:<version>``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -38,11 +39,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from pyfunc_ensembler import errors
 from pyfunc_ensembler.batch.apply import TableEnsembler
 from pyfunc_ensembler.batch.job import BIGQUERY, Dataset, Job, PredictionSource, Sink
 from pyfunc_ensembler.batch.results import Report, arrow_type
 from pyfunc_ensembler.batch.storage import Placement, can_stage
-from pyfunc_ensembler.errors import BatchError, InvalidJob
+from pyfunc_ensembler.errors import BatchError, EnsemblerError, InvalidJob
 
 DEFAULT_MASTER = "local[*]"
 CONNECTOR_HINT = (
@@ -189,10 +191,22 @@ def staged(sink: Sink) -> Placement | None:
 
 
 def _explain(exc: Exception) -> None:
-    """A missing connector, said in one line (Spark's own message is a Java stack)."""
+    """Say in one line what Spark says in a Java stack: a missing connector, or an error of
+    ours raised on an executor (a row that failed, a value Python cannot hold), which
+    reaches the driver as the text of the executor's traceback."""
+    if isinstance(exc, EnsemblerError):
+        return
     text = str(exc)
     if "bigquery" in text.lower() and ("DATA_SOURCE_NOT_FOUND" in text or "ClassNotFound" in text):
         raise BatchError(CONNECTOR_HINT) from None
+    ours = re.search(r"^pyfunc_ensembler\.errors\.(\w+): (.+)$", text, re.MULTILINE)
+    if ours:
+        kind = getattr(errors, ours[1], BatchError)
+        try:
+            error = kind(ours[2])
+        except TypeError:  # one whose arguments are not its message
+            error = BatchError(ours[2])
+        raise error from None
 
 
 def reader_options(dataset: Dataset) -> tuple[str, dict[str, Any], str | None]:
