@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 from bench import procstats
 from pyfunc_ensembler import PyFunc, save_ensembler
 from pyfunc_ensembler.batch import run, short_job
-from pyfunc_ensembler.batch.cpus import default_processes
+from pyfunc_ensembler.batch.startup import default_processes
 from pyfunc_ensembler.contract import PREDICTION_COLUMN_PREFIX
 from pyfunc_ensembler.loader import load
 from pyfunc_ensembler.rows import ensemble_rows

@@ -373,9 +373,9 @@ def run_batch(settings: Settings, args: argparse.Namespace) -> int:
     if args.engine == "spark":
         import_extra("spark", "--engine spark", "pyfunc_ensembler.batch.spark", "pyspark.sql")
     else:
-        from pyfunc_ensembler.batch.cpus import share_math_threads
+        from pyfunc_ensembler.batch import startup
 
-        share_math_threads(args.processes)  # before pyarrow imports numpy
+        startup.prepare(args.processes)  # before pyarrow is imported
         import_extra("batch", "pyfunc-ensembler batch", "pyfunc_ensembler.batch.local")
     short = (args.ensembler, args.input, args.output)
     if args.job and any(short):

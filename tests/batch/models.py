@@ -58,13 +58,10 @@ class Slow(PyFunc):
         return float(input["id"])
 
 
-class MathThreads(PyFunc):
-    """How many threads numeric libraries may start here, as the environment says."""
+class Environment(PyFunc):
+    """The environment variables the row's ``names`` column lists, as this process has them."""
 
     def ensemble(self, input, predictions, treatment_config, enricher_response=None, **kwargs):  # type: ignore[no-untyped-def]
         import os
 
-        return ",".join(
-            os.environ.get(n, "unset")
-            for n in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        )
+        return ",".join(os.environ.get(name, "unset") for name in input["names"].split(","))

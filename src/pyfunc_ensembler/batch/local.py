@@ -17,12 +17,12 @@ from typing import TextIO
 import pyarrow as pa
 
 from pyfunc_ensembler.batch.apply import Applied, TableEnsembler
-from pyfunc_ensembler.batch.cpus import default_processes
 from pyfunc_ensembler.batch.io import Destination, Output, Predictions, Source, join, open_files
 from pyfunc_ensembler.batch.job import BIGQUERY, Dataset, Job, Sink
 from pyfunc_ensembler.batch.parallel import Workers
 from pyfunc_ensembler.batch.progress import Progress
 from pyfunc_ensembler.batch.results import Report, arrow_type
+from pyfunc_ensembler.batch.startup import default_processes
 from pyfunc_ensembler.errors import BatchError
 
 DEFAULT_BATCH_SIZE = 64 * 1024
