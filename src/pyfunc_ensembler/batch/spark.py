@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -107,7 +107,9 @@ def run(
     return report
 
 
-def _catching(failures: list[BaseException], function: Any, *args: Any) -> Any:
+def _catching(
+    failures: list[BaseException], function: Callable[..., object], *args: Any
+) -> Callable[[], None]:
     """`function(*args)`, its exception appended to `failures` rather than raised."""
 
     def call() -> None:
