@@ -225,7 +225,7 @@ def exit_now(status: int) -> NoReturn:
 
     The atexit handlers run (logging's flush among them) and stdout and stderr are
     flushed; what is skipped is freeing every module and object one by one, which with
-    pyarrow and numpy loaded takes 60-130 ms: a tenth of a million-row batch job. (The
+    pyarrow and numpy loaded takes 60-90 ms: a tenth of a million-row batch job. (The
     job's forked workers end so already: multiprocessing ends a forked child with
     `os._exit`.) While a thread that is not a daemon runs, Python would wait for it:
     then this exits as usual.
