@@ -36,9 +36,10 @@ from pyfunc_ensembler.errors import BatchError
 
 _ARROW_FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json"}
 PART_BYTES = 1 << 30
-_READ_BUFFER = 1 << 20
 """A directory sink starts a new part file once its current one holds this many bytes:
 object stores put each file in place with one copy, and S3 copies at most 5 GB at once."""
+_READ_BUFFER = 1 << 20
+"""How much of a local Parquet column chunk is read at a time (`ParquetFiles`)."""
 _EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}
 
 

@@ -253,6 +253,8 @@ class Channel:
 
 _LENGTH = struct.Struct("!Q")
 _SMALL = 64 * 1024
+"""A message under this many bytes goes out in one write with its length (a copy that
+small costs less than a second system call)."""
 
 
 def _portable(exc: Exception) -> Exception:
