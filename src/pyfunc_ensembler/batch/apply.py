@@ -161,7 +161,7 @@ def python_values(array: pa.Array) -> Sequence[Any]:
     """
     kind = array.type
     code = _MEMORYVIEW_CODES.get(kind)
-    if code is not None and not array.null_count:
+    if code is not None and not array.null_count and len(array):  # no rows: maybe no buffer
         width = kind.bit_width // 8
         values = memoryview(array.buffers()[1])[array.offset * width :][: len(array) * width]
         return values.cast(code)  # type: ignore[call-overload,no-any-return]
