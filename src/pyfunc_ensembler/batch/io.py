@@ -247,8 +247,7 @@ class Output:
         self.sink = sink
         self.single_file = format_of(sink.path) is not None
         self._placement = storage.Placement(sink.path, sink.save_mode, self.single_file)
-        self.fs, self.skip = self._placement.fs, self._placement.skip
-        self._parent, self._staging = self._placement.parent, self._placement.staging
+        self.skip = self._placement.skip
         self._writer: _Writer | None = None
         self._id = uuid.uuid4().hex
         self._parts = 0
@@ -263,14 +262,15 @@ class Output:
         self._writer.write(batch)
 
     def _open(self, schema: pa.Schema) -> _Writer:
+        fs, staging = self._placement.fs, self._placement.staging
         if self.single_file:
-            self.fs.create_dir(self._parent, recursive=True)
-            return _writer(self.sink.format, self.fs.open_output_stream(self._staging), schema)
-        self.fs.create_dir(self._staging, recursive=True)
+            fs.create_dir(self._placement.parent, recursive=True)
+            return _writer(self.sink.format, fs.open_output_stream(staging), schema)
+        fs.create_dir(staging, recursive=True)
         # part-00000-<id>, part-00001-<id>…: in name order, the rows' order.
         name = f"part-{self._parts:05d}-{self._id}{_EXTENSIONS[self.sink.format]}"
         self._parts += 1
-        stream = self.fs.open_output_stream(f"{self._staging}/{name}")
+        stream = fs.open_output_stream(f"{staging}/{name}")
         return _writer(self.sink.format, stream, schema)
 
     def commit(self, empty_schema: pa.Schema) -> None:
