@@ -180,7 +180,7 @@ def _targets(results: dict[str, Any]) -> str:
     routed = _router_rows(results.get("router", []))
     router_turing = routed.get(("direct", 2, 32, "turing"))
     router_ours = routed.get(("direct", 2, 32, fast))
-    ceiling = routed.get(("direct", 2, 32, "nginx-constant"))
+    ceiling = routed.get(("direct", 2, 32, CEILING))
     if router_turing and router_ours:
         turing_rate = router_turing["per_second"]
         add(
@@ -190,7 +190,7 @@ def _targets(results: dict[str, Any]) -> str:
             10,
             "higher",
             "×",
-            f" (the client's ceiling, `nginx-constant`: {ceiling['per_second'] / turing_rate:.3g}×)"
+            f" (the client's ceiling, `{CEILING}`: {ceiling['per_second'] / turing_rate:.3g}×)"
             if ceiling
             else "",
         )
@@ -304,9 +304,8 @@ def _router_rows(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, 
     timeout over that timeout's runs."""
     cases: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, group in _group(rows, "path", "idle_per_host", "in_flight", "server").items():
-        longest = max(r["timeout_ms"] for r in group)
-        runs = [r for r in group if r["timeout_ms"] == longest]
         by_timeout = _group(group, "timeout_ms")
+        runs = by_timeout[(max(r["timeout_ms"] for r in group),)]
         cases[key] = {
             **{k: _median(r[k] for r in runs) for k in _ROUTER_MEDIANS},
             "rates": [r["per_second"] for r in runs],
@@ -320,6 +319,8 @@ def _router_rows(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, 
 
 
 _ROUTER_MEDIANS = ("per_second", "p50_us", "p99_us", "cpu_us_per_request")
+CEILING = "nginx-constant"
+"""The router-client runs against nginx answering a constant (`bench.run`'s router step)."""
 
 
 def _router(rows: list[dict[str, Any]]) -> str:
@@ -330,7 +331,7 @@ def _router(rows: list[dict[str, Any]]) -> str:
     rounds = len({r.get("round", 0) for r in rows})
     table = []
     # Turing first and the ceiling last in each case, whichever ran first.
-    rank = {"turing": 0, "nginx-constant": 2}
+    rank = {"turing": 0, CEILING: 2}
     for (path, idle, in_flight, server), case in sorted(
         cases.items(), key=lambda item: (*item[0][:3], rank.get(item[0][3], 1))
     ):
@@ -371,7 +372,7 @@ def _router(rows: list[dict[str, Any]]) -> str:
         "more, so a request may have to open one) or one keeping 100, bodies of "
         "unknown length (chunked, through `io.NopCloser`), headers by `Header.Set`, a deadline "
         "per request. *path* `nginx` goes through nginx (one worker, kept-alive upstream "
-        "connections) on the load generator's core. `nginx-constant` is nginx answering our "
+        f"connections) on the load generator's core. `{CEILING}` is nginx answering our "
         "answer as a constant on the server's core: no server gets more out of this client on "
         "its one core, so where ours comes close to it, the client is what limits the rate. "
         f"{rounds} run(s) per case and server, alternated; req/s is the median (min–max), "

@@ -259,21 +259,22 @@ class Bench:
         so it shows where the client itself is what limits the rate."""
         args = self.args
         binary = router_load.build(self.out)
+        payload = body(SIZES["5KB"])
         body_file = self.out / "router-5KB.json"
-        body_file.write_bytes(body(SIZES["5KB"]))
+        body_file.write_bytes(payload)
         chosen = [servers.ours(self.default_front_end)]
         if self.reference:
             chosen.insert(0, servers.turing())
         started = self.start_all([(s, self.model(s, "trivial")) for s in chosen])
         root = self.out / "nginx"
-        answer = servers.post(started[-1].port, body_file.read_bytes())[1]
-        constant = nginx.Proxy(None, root / CEILING, self.server_cpus, answer=answer)
+        answer = servers.post(started[-1].port, payload)[1]
+        constant = nginx.Proxy(None, root / report.CEILING, self.server_cpus, answer=answer)
         proxies = [nginx.Proxy(r.port, root / r.server.name, self.load_cpus) for r in started]
         targets = [
             _Target(r.server.name, r.pids, {"direct": r.port, "nginx": p.port})
             for r, p in zip(started, proxies, strict=True)
         ]
-        targets.append(_Target(CEILING, constant.pids, {"direct": constant.port}))
+        targets.append(_Target(report.CEILING, constant.pids, {"direct": constant.port}))
         rows: list[dict[str, Any]] = []
         try:
             cases = [
@@ -290,8 +291,8 @@ class Bench:
                         # No server always first: rotated by case and by round.
                         target = serving[(i + case_index + round_index) % len(serving)]
                         warm = args.warmup if round_index == 0 else 0
-                        rows.append(self.route(binary, body_file, target, case, warm))
-                        rows[-1]["round"] = round_index
+                        row = self.route(binary, body_file, target, case, warm)
+                        rows.append({**row, "round": round_index})
         finally:
             for proxy in (constant, *proxies):
                 proxy.stop()
@@ -558,8 +559,6 @@ class Bench:
 BUSY_POLL_US = 100
 # The router client's wider pool: what a router tuned for its fan-out would keep.
 ROUTER_POOL = 100
-# The name of the router-client runs against nginx answering a constant (`Bench.router`).
-CEILING = "nginx-constant"
 
 
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
